@@ -1,0 +1,248 @@
+"""Lower a scheduled graph to programs of kernel launches over memory regions.
+
+Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's inputs and
+outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights).
+Every operand is {region, offset (bytes), shape, strides (elements), dtype}. Kernel specs
+(template + constants + operand signature) are deduplicated across layers and programs.
+"""
+
+from dataclasses import dataclass
+
+from compiler.errors import CompileError
+from compiler.ir import Weight
+from runtime.dtypes import itemsize
+
+ALIGN = 256
+
+
+@dataclass(frozen=True)
+class ProgramShape:
+    """A program to emit: `batch` sequences of `seq` rows (seq 1 = decode)."""
+
+    name: str
+    batch: int
+    seq: int
+
+
+def program_shapes(max_batch, prefill_buckets):
+    """The prefill programs (one per bucket) and the decode program."""
+    shapes = [ProgramShape(f"prefill_{bucket}", max_batch, bucket) for bucket in sorted(set(prefill_buckets))]
+    return shapes + [ProgramShape("decode", max_batch, 1)]
+
+
+def _align(value):
+    return -(-value // ALIGN) * ALIGN
+
+
+def _contiguous(shape):
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= dim
+    return list(reversed(strides))
+
+
+def _operand(region, offset, shape, dtype, strides=None):
+    shape = [int(d) for d in shape]
+    return {"region": region, "offset": int(offset), "shape": shape,
+            "strides": strides if strides is not None else _contiguous(shape), "dtype": dtype}
+
+
+class Lowering:
+    """Builds kernel specs, weight layout, KV layout and per-program launch lists."""
+
+    def __init__(self, graph, max_batch, max_seq):
+        self.graph = graph.copy()
+        self.max_batch = max_batch
+        self.max_seq = max_seq
+        self.kernels = []
+        self._kernel_ids = {}
+        self.weights = dict(graph.weights)
+        self._add_rope_tables()
+        self.weight_layout, self.weights_bytes = self._layout_weights()
+        self.kv_layout, self.kv_bytes = self._layout_kv()
+        self.io_bytes = 0
+        self.arena_bytes = 0
+
+    def _add_rope_tables(self):
+        for op in self.graph.ops:
+            if op.kind != "rope":
+                continue
+            key = (op.attrs["head_dim"], op.attrs["theta"], repr(sorted((op.attrs.get("scaling") or {}).items())))
+            names = []
+            for kind in ("rope_cos", "rope_sin"):
+                name = f"cgc.{kind}.d{key[0]}.theta{key[1]:g}" + (".scaled" if op.attrs.get("scaling") else "")
+                if name not in self.weights:
+                    self.weights[name] = Weight(name, (kind, op.attrs["head_dim"], op.attrs["theta"],
+                                                       op.attrs.get("scaling"), self.max_seq),
+                                                shape=(self.max_seq, op.attrs["head_dim"] // 2), dtype="float32")
+                names.append(name)
+            op.weights["cos"], op.weights["sin"] = names
+
+    def _layout_weights(self):
+        layout, offset = {}, 0
+        for name, weight in self.weights.items():
+            nbytes = itemsize(weight.dtype)
+            for dim in weight.shape:
+                nbytes *= int(dim)
+            layout[name] = (offset, nbytes)
+            offset = _align(offset + nbytes)
+        return layout, offset
+
+    def _layout_kv(self):
+        layout, offset = {}, 0
+        for op in self.graph.ops:
+            if op.kind != "attention":
+                continue
+            shape = (self.max_batch, op.attrs["kv_heads"], self.max_seq, op.attrs["head_dim"])
+            nbytes = itemsize(self.graph.dtype) * shape[0] * shape[1] * shape[2] * shape[3]
+            layout[op.name] = (_operand("kv", offset, shape, self.graph.dtype),
+                               _operand("kv", _align(offset + nbytes), shape, self.graph.dtype))
+            offset = _align(_align(offset + nbytes) + nbytes)
+        return layout, offset
+
+    def weight_operand(self, name):
+        """Operand for a stored weight."""
+        offset, _ = self.weight_layout[name]
+        weight = self.weights[name]
+        return _operand("weights", offset, weight.shape, weight.dtype)
+
+    def kernel_id(self, template, constants, operands):
+        """Index of the kernel spec for this template/constants/operand signature (deduplicated)."""
+        signature = tuple((o["dtype"], len(o["shape"])) for o in operands)
+        key = (template, tuple(sorted(constants.items())), signature)
+        if key not in self._kernel_ids:
+            self._kernel_ids[key] = len(self.kernels)
+            self.kernels.append({"template": template, "constants": dict(sorted(constants.items())),
+                                 "signature": [list(s) for s in signature], "cubins": {}})
+        return self._kernel_ids[key]
+
+    def lower_program(self, shape):
+        """The program dict (inputs, outputs, launches) for one ProgramShape."""
+        return _ProgramLowering(self, shape).run()
+
+
+class _ProgramLowering:
+    def __init__(self, lowering, shape):
+        self.lowering = lowering
+        self.graph = lowering.graph
+        self.shape = shape
+        self.rows = shape.batch * shape.seq
+        self.io = {}
+        io_offset = lowering.io_bytes
+        io_shapes = {"tokens": ([shape.batch, shape.seq], "int32"), "start_pos": ([shape.batch], "int32"),
+                     "seq_lens": ([shape.batch], "int32")}
+        for public, tensor_name in self.graph.outputs.items():
+            tensor = self.graph.tensors[tensor_name]
+            io_shapes[tensor_name] = ([self.rows, tensor.shape[1]], tensor.dtype)
+        for name, (dims, dtype) in io_shapes.items():
+            self.io[name] = _operand("io", io_offset, dims, dtype)
+            nbytes = itemsize(dtype)
+            for dim in dims:
+                nbytes *= dim
+            io_offset = _align(io_offset + nbytes)
+        lowering.io_bytes = io_offset
+        arena = self.rows * self.graph.buffers["arena_row_bytes"]
+        lowering.arena_bytes = max(lowering.arena_bytes, _align(arena))
+
+    def operand(self, tensor_name):
+        if tensor_name in self.io:
+            return self.io[tensor_name]
+        tensor = self.graph.tensors[tensor_name]
+        base_name, column = tensor.view_of if tensor.view_of else (tensor_name, 0)
+        base = self.graph.tensors[base_name]
+        width = int(base.shape[1])
+        if base_name in self.io:
+            offset = self.io[base_name]["offset"]
+        else:
+            offset = self.rows * self.graph.buffers["row_offsets"][base_name]
+        offset += column * itemsize(tensor.dtype)
+        return _operand("arena", offset, [self.rows, tensor.shape[1]], tensor.dtype, strides=[width, 1])
+
+    def run(self):
+        launches = []
+        for op in self.graph.ops:
+            lower = getattr(self, f"_{op.kind}", None)
+            if lower is None:
+                raise CompileError(f"{op.describe()}: no kernel lowers op '{op.kind}'")
+            for template, constants, operands in lower(op):
+                kernel = self.lowering.kernel_id(template, constants, operands)
+                launches.append({"kernel": kernel, "op": op.name, "args": operands})
+        outputs = {public: self.io[name] for public, name in self.graph.outputs.items()}
+        return {"batch": self.shape.batch, "seq": self.shape.seq,
+                "inputs": {name: self.io[name] for name in ("tokens", "start_pos", "seq_lens")},
+                "outputs": outputs, "launches": launches}
+
+    def _weights(self, op, *roles):
+        return [self.lowering.weight_operand(op.weights[r]) for r in roles if r in op.weights]
+
+    def _base(self):
+        return {"dtype": self.graph.dtype}
+
+    def _embed(self, op):
+        positioned = "position_weight" in op.weights
+        if positioned and self.lowering.max_seq > op.attrs["positions"]:
+            raise CompileError(f"{op.describe()}: --max-seq {self.lowering.max_seq} exceeds the model's "
+                               f"{op.attrs['positions']} learned positions")
+        operands = [self.io["tokens"], self.io["start_pos"], *self._weights(op, "weight", "position_weight"),
+                    self.operand(op.outputs[0])]
+        yield "embed", {**self._base(), "positions": positioned}, operands
+
+    def _layernorm(self, op):
+        operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight", "bias"), self.operand(op.outputs[0])]
+        yield "layernorm", {**self._base(), "eps": op.attrs["eps"]}, operands
+
+    def _rmsnorm(self, op):
+        operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight"), self.operand(op.outputs[0])]
+        yield "rmsnorm", {**self._base(), "eps": op.attrs["eps"], "group": op.attrs["group"]}, operands
+
+    def _add_norm(self, op):
+        operands = [self.operand(op.inputs["a"]), self.operand(op.inputs["b"]), *self._weights(op, "weight", "bias"),
+                    self.operand(op.outputs[0]), self.operand(op.outputs[1])]
+        yield "add_norm", {**self._base(), "eps": op.attrs["eps"], "norm": op.attrs["norm"]}, operands
+
+    def _linear(self, op):
+        epilogue = tuple(op.attrs.get("epilogue", ()))
+        operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight")]
+        if "bias" in epilogue:
+            operands += self._weights(op, "bias")
+        if "residual" in epilogue:
+            operands.append(self.operand(op.inputs["residual"]))
+        out = self.operand(op.outputs[0])
+        operands.append(out)
+        constants = {**self._base(), "out_dtype": out["dtype"], "epilogue": epilogue}
+        yield "matmul", constants, operands
+
+    def _split(self, op):
+        return ()
+
+    def _rope(self, op):
+        operands = [self.operand(op.inputs["x"]), self.io["start_pos"], *self._weights(op, "cos", "sin"),
+                    self.operand(op.outputs[0])]
+        constants = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
+        yield "rope", constants, operands
+
+    def _attention(self, op):
+        k_cache, v_cache = self.lowering.kv_layout[op.name]
+        heads = {"kv_heads": op.attrs["kv_heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
+        yield "kv_append", {**self._base(), **heads}, [
+            self.operand(op.inputs["k"]), self.operand(op.inputs["v"]), self.io["start_pos"], self.io["seq_lens"],
+            k_cache, v_cache]
+        constants = {**self._base(), **heads, "heads": op.attrs["heads"], "scale": op.attrs["scale"],
+                     "phase": "prefill" if self.shape.seq > 1 else "decode"}
+        yield "attention", constants, [
+            self.operand(op.inputs["q"]), k_cache, v_cache, self.io["start_pos"], self.io["seq_lens"],
+            self.operand(op.outputs[0])]
+
+    def _elementwise(self, template, op, roles):
+        operands = [self.operand(op.inputs[r]) for r in roles] + [self.operand(op.outputs[0])]
+        yield template, self._base(), operands
+
+    def _gelu(self, op):
+        return self._elementwise("gelu", op, ("x",))
+
+    def _silu_mul(self, op):
+        return self._elementwise("silu_mul", op, ("gate", "up"))
+
+    def _add(self, op):
+        return self._elementwise("add", op, ("a", "b"))

@@ -1,0 +1,24 @@
+"""The compiler passes, in the one order they run. Each is `run(graph) -> graph`."""
+
+from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, hoist_transposes,
+                             infer_shapes, plan_buffers)
+
+PIPELINE = (
+    infer_shapes,
+    hoist_transposes,
+    concat_qkv,
+    concat_gate_up,
+    fuse_epilogues,
+    fuse_add_norm,
+    infer_shapes,      # re-validate what the rewrites produced
+    plan_buffers,
+)
+
+
+def run_pipeline(graph, progress=None):
+    """Run every pass of PIPELINE in order; `progress(name)` is called before each."""
+    for compiler_pass in PIPELINE:
+        if progress is not None:
+            progress(compiler_pass.__name__.rsplit(".", 1)[-1])
+        graph = compiler_pass.run(graph)
+    return graph

@@ -1,0 +1,132 @@
+"""Make the stored weights: read checkpoint tensors (or seeded random init), apply recipes.
+
+Recipes (see compiler/ir.py) transpose, concatenate or generate tensors at compile time, so the
+runtime uploads bytes as they are. Rope tables follow Hugging Face's default and llama3 rope.
+"""
+
+import glob
+import hashlib
+import math
+import os
+
+import numpy as np
+
+from compiler.errors import CheckpointError
+from runtime.dtypes import from_float32, to_float32
+from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
+
+
+class CheckpointWeights:
+    """Tensors of a Hugging Face checkpoint directory (one or many .safetensors files)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        paths = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+        if not paths:
+            raise CheckpointError(f"{directory}: no .safetensors files in checkpoint directory")
+        self.files = {}
+        for path in paths:
+            try:
+                handle = SafetensorsFile(path)
+            except SafetensorsFormatError as exc:
+                raise CheckpointError(str(exc)) from None
+            for key in handle.keys():
+                self.files[key] = handle
+
+    def _lookup(self, name):
+        # GPT-2 checkpoints saved from GPT2Model lack the "transformer." prefix.
+        for candidate in (name, name.removeprefix("transformer."), "transformer." + name):
+            if candidate in self.files:
+                return candidate
+        return None
+
+    def get(self, name, shape):
+        """The tensor `name` as float32, checked against `shape`."""
+        key = self._lookup(name)
+        if key is None:
+            raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")
+        handle = self.files[key]
+        actual = handle.shape(key)
+        if tuple(actual) != tuple(shape):
+            raise CheckpointError(f"{handle.path}: tensor '{key}' has shape {list(actual)}, expected {list(shape)}")
+        dtype = handle.dtype(key)
+        if dtype not in ("float32", "float16", "bfloat16", "float64"):
+            raise CheckpointError(f"{handle.path}: tensor '{key}' has dtype {dtype}, expected a float type")
+        return to_float32(handle.array(key), dtype) if dtype != "float64" else handle.array(key).astype(np.float32)
+
+
+class RandomWeights:
+    """Seeded random init at realistic scale; each tensor depends only on (seed, name)."""
+
+    def __init__(self, seed=0):
+        self.seed = seed
+
+    def get(self, name, shape, init="normal"):
+        """A float32 tensor: N(0, 0.02) weights, 1 + N(0, 0.05) norm scales, N(0, 0.02) biases."""
+        digest = hashlib.sha256(f"{self.seed}:{name}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        values = rng.standard_normal(shape, dtype=np.float32)
+        if init == "norm":
+            return 1.0 + 0.05 * values
+        return 0.02 * values
+
+
+def materialize(weights, source, progress=None):
+    """Return {name: float32 array} for every Weight in `weights` (dict), applying recipes."""
+    cache = {}
+
+    def build(name):
+        if name in cache:
+            return cache[name]
+        weight = weights[name]
+        kind = weight.recipe[0]
+        if kind == "checkpoint":
+            if isinstance(source, RandomWeights):
+                value = source.get(weight.recipe[1], weight.shape, weight.init)
+            else:
+                value = source.get(weight.recipe[1], weight.shape)
+        elif kind == "transpose":
+            value = np.ascontiguousarray(build(weight.recipe[1]).T)
+        elif kind == "concat":
+            value = np.concatenate([build(part) for part in weight.recipe[1]], axis=weight.recipe[2])
+        elif kind in ("rope_cos", "rope_sin"):
+            value = rope_table(*weight.recipe[1:])[0 if kind == "rope_cos" else 1]
+        else:
+            raise CheckpointError(f"weight '{name}': unknown recipe {kind!r}")
+        cache[name] = value
+        return value
+
+    return {name: build(name) for name in weights}
+
+
+def encode(values, dtype):
+    """Storage bytes of float32 `values` in `dtype` (bfloat16 as uint16 bits)."""
+    return from_float32(values, dtype)
+
+
+def rope_inv_freq(head_dim, theta, scaling):
+    """Inverse frequencies of RoPE, with Hugging Face's 'llama3' scaling when asked."""
+    scaling = dict(scaling or {})
+    theta = float(scaling.get("rope_theta", theta))
+    inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    if rope_type == "default":
+        return inv_freq
+    if rope_type != "llama3":
+        raise CheckpointError(f"unsupported rope_type '{rope_type}' (supported: default, llama3)")
+    factor = scaling["factor"]
+    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    original = scaling.get("original_max_position_embeddings", 8192)
+    wavelen = 2 * math.pi / inv_freq
+    scaled = np.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return np.where(medium, smoothed, scaled)
+
+
+def rope_table(head_dim, theta, scaling, positions):
+    """(cos, sin) float32 tables of shape [positions, head_dim / 2]."""
+    inv_freq = rope_inv_freq(head_dim, theta, scaling)
+    angles = np.outer(np.arange(positions, dtype=np.float64), inv_freq)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)

@@ -1,0 +1,1 @@
+"""cgc graph definitions (YAML), shipped as package data."""

@@ -1,0 +1,51 @@
+"""A human-readable summary of a plan: programs, launches, kernels, memory, passes."""
+
+from collections import Counter
+
+
+def _mb(nbytes):
+    return f"{nbytes / 1e6:.2f} MB"
+
+
+def describe(plan):
+    """Lines describing `plan` (what `cgc inspect` prints)."""
+    model, limits, regions = plan["model"], plan["limits"], plan["regions"]
+    lines = [
+        f"plan       {plan.get('path', '')}",
+        f"model      {model['name']} ({model['family']}), {model['dtype']}, from {model['graph_file']}",
+        f"compiler   cgc {plan['compiler']['version']}, cuda-tile {plan['compiler']['cuda_tile'] or '-'}, "
+        f"created {plan['created']}",
+        f"targets    {', '.join(f'sm_{sm}' for sm in plan['targets']) or 'none (CPU executor only)'}",
+        f"limits     max batch {limits['max_batch']}, max seq {limits['max_seq']}, "
+        f"prefill buckets {limits['prefill_buckets']}",
+        "",
+        "programs",
+    ]
+    for name, program in plan["programs"].items():
+        templates = Counter(plan["kernels"][launch["kernel"]]["template"] for launch in program["launches"])
+        detail = ", ".join(f"{t} x{n}" for t, n in sorted(templates.items()))
+        lines.append(f"  {name:<14} batch {program['batch']:>3} x seq {program['seq']:>5}: "
+                     f"{len(program['launches'])} launches ({detail})")
+    lines += ["", f"kernels    {len(plan['kernels'])} distinct specs"]
+    for index, kernel in enumerate(plan["kernels"]):
+        constants = ", ".join(f"{k}={v}" for k, v in kernel["constants"].items())
+        cubins = ", ".join(sorted(kernel["cubins"])) or "no cubins"
+        lines.append(f"  [{index:>2}] {kernel['template']:<10} {constants}  [{cubins}]")
+    buffers = plan["buffers"]
+    weights = plan["weights"]
+    naive = buffers["naive_row_bytes"]
+    saved = 100.0 * (1 - buffers["arena_row_bytes"] / naive) if naive else 0.0
+    lines += [
+        "",
+        "memory",
+        f"  arena      {_mb(regions['arena'])} ({buffers['arena_row_bytes']} B per token row; naive "
+        f"{naive} B per row without reuse: {saved:.0f}% saved)",
+        f"  kv cache   {_mb(regions['kv'])}",
+        f"  io         {_mb(regions['io'])}",
+        f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
+        + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
+        "",
+        "passes",
+    ]
+    lines += [f"  {name:<17} {summary}" for name, summary in plan["passes"]]
+    return lines

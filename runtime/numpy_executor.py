@@ -1,0 +1,50 @@
+"""Runs a plan's programs on the CPU with NumPy: one function per kernel template.
+
+The CPU fallback of `cgc run` and the semantic reference the compiler and GPU kernels are tested
+against. Launch operands are bound to views once, at load time, then replayed.
+"""
+
+import numpy as np
+
+from runtime.errors import PlanError
+from runtime.numpy_kernels import KERNELS, View
+from runtime.plan import weights_image
+
+
+class NumpyExecutor:
+    """Holds the plan's regions in host memory and runs its programs."""
+
+    name = "numpy"
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.regions = {name: np.zeros(size, dtype=np.uint8) for name, size in plan["regions"].items()}
+        image = np.frombuffer(weights_image(plan), dtype=np.uint8)
+        self.regions["weights"][:image.size] = image
+        self._programs = {name: self._bind(name, program) for name, program in plan["programs"].items()}
+
+    def _bind(self, name, program):
+        bound = []
+        for launch in program["launches"]:
+            spec = self.plan["kernels"][launch["kernel"]]
+            kernel = KERNELS.get(spec["template"])
+            if kernel is None:
+                raise PlanError(f"program '{name}': no NumPy kernel for template '{spec['template']}'")
+            bound.append((kernel, spec["constants"], [View(self.regions, arg) for arg in launch["args"]]))
+        inputs = {key: View(self.regions, operand) for key, operand in program["inputs"].items()}
+        outputs = {key: View(self.regions, operand) for key, operand in program["outputs"].items()}
+        return inputs, bound, outputs
+
+    def reset(self):
+        """Clear the KV cache (start of a new batch of sequences)."""
+        self.regions["kv"][:] = 0
+
+    def run(self, program, tokens, start_pos, seq_lens):
+        """Run one program on [B, S] tokens; returns {output name: float32 array}."""
+        inputs, launches, outputs = self._programs[program]
+        inputs["tokens"].write(np.asarray(tokens, dtype=np.int32))
+        inputs["start_pos"].write(np.asarray(start_pos, dtype=np.int32))
+        inputs["seq_lens"].write(np.asarray(seq_lens, dtype=np.int32))
+        for kernel, constants, views in launches:
+            kernel(constants, *views)
+        return {name: view.read().copy() for name, view in outputs.items()}

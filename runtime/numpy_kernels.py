@@ -1,0 +1,183 @@
+"""NumPy implementations of every kernel template: the semantic reference for the GPU kernels.
+
+One function per template (contract: templates/README.md), each taking the kernel's constants and
+its operands as `View`s. Computation is float32; values round to the operand dtype when written,
+as the GPU kernels' stores do.
+"""
+
+import math
+
+import numpy as np
+
+from runtime.dtypes import from_float32, itemsize, storage_dtype, to_float32
+
+
+class View:
+    """A strided window onto a region (one kernel operand)."""
+
+    def __init__(self, regions, operand):
+        self.dtype = operand["dtype"]
+        size = itemsize(self.dtype)
+        self.array = np.ndarray(tuple(operand["shape"]), dtype=storage_dtype(self.dtype),
+                                buffer=regions[operand["region"]], offset=operand["offset"],
+                                strides=tuple(s * size for s in operand["strides"]))
+
+    def read(self):
+        """Values as float32 (int32 operands as int64)."""
+        if self.dtype == "int32":
+            return self.array.astype(np.int64)
+        return to_float32(self.array, self.dtype)
+
+    def write(self, values):
+        """Store values, rounding to the operand's dtype."""
+        self.array[...] = from_float32(values, self.dtype) if self.dtype != "int32" else values
+
+
+def _positions(start_pos, batch, seq, limit):
+    positions = start_pos.read()[:, None] + np.arange(seq)[None, :]
+    return np.clip(positions, 0, limit - 1).reshape(-1)
+
+
+def embed(constants, tokens, start_pos, table, *rest):
+    """out[r] = table[tokens[r]] (+ pos_table[start_pos[b] + s])."""
+    out = rest[-1]
+    ids = tokens.read()
+    batch, seq = ids.shape
+    vocab = table.array.shape[0]
+    values = table.read()[np.clip(ids.reshape(-1), 0, vocab - 1)]
+    if constants["positions"]:
+        pos_table = rest[0]
+        values = values + pos_table.read()[_positions(start_pos, batch, seq, pos_table.array.shape[0])]
+    out.write(values)
+
+
+def _layernorm(x, weight, bias, eps):
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def _rmsnorm(x, weight, eps, group):
+    rows = x.reshape(x.shape[0], -1, group)
+    normed = rows / np.sqrt((rows * rows).mean(axis=-1, keepdims=True) + eps) * weight
+    return normed.reshape(x.shape)
+
+
+def layernorm(constants, x, weight, bias, out):
+    """LayerNorm over each row."""
+    out.write(_layernorm(x.read(), weight.read(), bias.read(), constants["eps"]))
+
+
+def rmsnorm(constants, x, weight, out):
+    """RMSNorm over each run of `group` columns."""
+    out.write(_rmsnorm(x.read(), weight.read(), constants["eps"], constants["group"]))
+
+
+def add_norm(constants, a, b, weight, *rest):
+    """sum = a + b (rounded to storage), norm_out = norm(sum)."""
+    sum_out, norm_out = rest[-2], rest[-1]
+    sum_out.write(a.read() + b.read())
+    total = sum_out.read()
+    if constants["norm"] == "layernorm":
+        norm_out.write(_layernorm(total, weight.read(), rest[0].read(), constants["eps"]))
+    else:
+        norm_out.write(_rmsnorm(total, weight.read(), constants["eps"], total.shape[1]))
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def matmul(constants, x, weight, *rest):
+    """out = epilogue(x @ weight), epilogue steps in order (see templates/README.md)."""
+    out = rest[-1]
+    extra = list(rest[:-1])
+    acc = x.read() @ weight.read()
+    for step in constants["epilogue"]:
+        if step == "bias":
+            acc = acc + extra.pop(0).read()
+        elif step == "gelu":
+            acc = _gelu(acc)
+        elif step == "silu_mul":
+            half = acc.shape[1] // 2
+            acc = _silu(acc[:, :half]) * acc[:, half:]
+        elif step == "residual":
+            acc = acc + extra.pop(0).read()
+    out.write(acc)
+
+
+def gelu(constants, x, out):
+    """GELU, tanh approximation."""
+    out.write(_gelu(x.read()))
+
+
+def silu_mul(constants, gate, up, out):
+    """silu(gate) * up."""
+    out.write(_silu(gate.read()) * up.read())
+
+
+def add(constants, a, b, out):
+    """a + b."""
+    out.write(a.read() + b.read())
+
+
+def rope(constants, x, start_pos, cos, sin, out):
+    """Rotary embedding of each head (rotate_half convention) at position start_pos[b] + s."""
+    heads, head_dim, seq = constants["heads"], constants["head_dim"], constants["seq"]
+    values = x.read()
+    rows = values.shape[0]
+    positions = _positions(start_pos, rows // seq, seq, cos.array.shape[0])
+    c, s = cos.read()[positions][:, None, :], sin.read()[positions][:, None, :]
+    heads_view = values.reshape(rows, heads, head_dim)
+    half = head_dim // 2
+    first, second = heads_view[..., :half], heads_view[..., half:]
+    rotated = np.concatenate([first * c - second * s, second * c + first * s], axis=-1)
+    out.write(rotated.reshape(rows, heads * head_dim))
+
+
+def kv_append(constants, k, v, start_pos, seq_lens, k_cache, v_cache):
+    """Write the real rows' k and v to the cache at their absolute positions."""
+    kv_heads, head_dim, seq = constants["kv_heads"], constants["head_dim"], constants["seq"]
+    starts, lengths = start_pos.read(), seq_lens.read()
+    keys, values = k.read(), v.read()
+    for b in range(len(starts)):
+        for s in range(int(lengths[b])):
+            row, position = b * seq + s, int(starts[b]) + s
+            k_cache.array[b, :, position, :] = from_float32(keys[row].reshape(kv_heads, head_dim), k_cache.dtype)
+            v_cache.array[b, :, position, :] = from_float32(values[row].reshape(kv_heads, head_dim), v_cache.dtype)
+
+
+def attention(constants, q, k_cache, v_cache, start_pos, seq_lens, out):
+    """Causal attention of each real query row over its sequence's cache; padding rows get zeros."""
+    heads, kv_heads, head_dim = constants["heads"], constants["kv_heads"], constants["head_dim"]
+    seq, scale = constants["seq"], constants["scale"]
+    group = heads // kv_heads
+    queries = q.read()
+    result = np.zeros_like(queries)
+    starts, lengths = start_pos.read(), seq_lens.read()
+    for b in range(len(starts)):
+        length, start = int(lengths[b]), int(starts[b])
+        if length == 0:
+            continue
+        rows = slice(b * seq, b * seq + length)
+        query = queries[rows].reshape(length, heads, head_dim).transpose(1, 0, 2)
+        keys = np.repeat(to_float32(k_cache.array[b, :, :start + length], k_cache.dtype), group, axis=0)
+        values = np.repeat(to_float32(v_cache.array[b, :, :start + length], v_cache.dtype), group, axis=0)
+        scores = query @ keys.transpose(0, 2, 1) * scale
+        causal = np.arange(start + length)[None, :] > (start + np.arange(length))[:, None]
+        scores = np.where(causal[None], -np.inf, scores)
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        probs = scores / scores.sum(axis=-1, keepdims=True)
+        result[rows] = (probs @ values).transpose(1, 0, 2).reshape(length, heads * head_dim)
+    out.write(result)
+
+
+KERNELS = {
+    "embed": embed, "layernorm": layernorm, "rmsnorm": rmsnorm, "add_norm": add_norm, "matmul": matmul,
+    "gelu": gelu, "silu_mul": silu_mul, "add": add, "rope": rope, "kv_append": kv_append,
+    "attention": attention,
+}

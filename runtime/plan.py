@@ -1,0 +1,141 @@
+"""The plan file: format, validation, encoding. This docstring is the format's reference.
+
+A plan file is a msgpack map (the envelope):
+    format       "cgc-plan"
+    version      1 (a loader refuses any other major version, naming both)
+    body_sha256  hex sha256 of `body`
+    body         bytes: msgpack of the plan body below
+Body (all plain maps, lists, strings, numbers and bytes):
+    compiler     {name: "cgc", version, cuda_tile: version or None}
+    created      ISO-8601 UTC time of compilation
+    model        {name, family, graph_file, dtype, config: {symbol: value}}
+    targets      [SM numbers the kernels were exported for, e.g. 90]; may be empty (CPU only)
+    limits       {max_batch, max_seq, prefill_buckets: [S, ...]}
+    regions      {arena, io, kv, weights}: bytes of each device allocation
+    buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
+                 vs. without reuse (a program with T rows uses T * arena_row_bytes)
+    weights      {storage: "embedded" | "external", blob: bytes (embedded: the weights region
+                 image), file: name beside the plan (external, a .safetensors), sha256 of that
+                 file, table: [{name, shape, dtype, offset (in the region), nbytes, recipe}]}
+    kernels      [{template, constants, signature: [[dtype, ndim], ...],
+                   cubins: {"sm_90": {symbol, block: [x, y, z], image: bytes}, ...}}]
+    programs     {name: {batch, seq, inputs: {tokens, start_pos, seq_lens: operand},
+                         outputs: {logits: operand}, launches: [launch]}}
+                 prefill programs are "prefill_<S>", the decode program is "decode".
+    passes       [[pass name, what it changed], ...]
+    tokenizer    None, or tokenizer data (reserved for the generation runtime)
+Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
+Launch:  {kernel: index into kernels, op: graph op name, args: [operand, ...], grid: [x, y, z]
+          (present once kernels are specialized)}.
+Kernel operand order and semantics: templates/README.md.
+"""
+
+import hashlib
+import os
+
+import msgpack
+
+from runtime.errors import PlanError
+
+PLAN_FORMAT = "cgc-plan"
+PLAN_VERSION = 1
+REGIONS = ("arena", "io", "kv", "weights")
+_BODY_KEYS = ("compiler", "model", "targets", "limits", "regions", "weights", "kernels", "programs", "passes")
+
+
+def encode_plan(body):
+    """Envelope bytes for a plan body dict (used by the compiler's plan writer)."""
+    body_bytes = msgpack.packb(body, use_bin_type=True)
+    envelope = {"format": PLAN_FORMAT, "version": PLAN_VERSION,
+                "body_sha256": hashlib.sha256(body_bytes).hexdigest(), "body": body_bytes}
+    return msgpack.packb(envelope, use_bin_type=True)
+
+
+def decode_plan(data, path="<plan>"):
+    """Check the envelope of `data` and return the validated body dict."""
+    try:
+        envelope = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
+        raise PlanError(f"{path}: not a cgc plan, or truncated or corrupted ({type(exc).__name__})") from None
+    if not isinstance(envelope, dict) or envelope.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{path}: not a cgc plan (no '{PLAN_FORMAT}' format marker)")
+    version = envelope.get("version")
+    if version != PLAN_VERSION:
+        raise PlanError(f"{path}: plan format version {version} is not supported by this runtime "
+                        f"(supports version {PLAN_VERSION}); recompile the plan with this cgc")
+    body_bytes = envelope.get("body")
+    if not isinstance(body_bytes, bytes) or hashlib.sha256(body_bytes).hexdigest() != envelope.get("body_sha256"):
+        raise PlanError(f"{path}: plan is corrupted (checksum mismatch); recompile it")
+    body = msgpack.unpackb(body_bytes, raw=False, strict_map_key=False)
+    validate(body, path)
+    return body
+
+
+def validate(body, path="<plan>"):
+    """Raise PlanError unless the body has every field and consistent references."""
+    missing = [key for key in _BODY_KEYS if key not in body]
+    if missing:
+        raise PlanError(f"{path}: plan body lacks {', '.join(missing)}")
+    regions = body["regions"]
+    for program_name, program in body["programs"].items():
+        operands = [*program["inputs"].values(), *program["outputs"].values()]
+        for index, launch in enumerate(program["launches"]):
+            if not 0 <= launch["kernel"] < len(body["kernels"]):
+                raise PlanError(f"{path}: program '{program_name}' launch {index} names unknown kernel {launch['kernel']}")
+            operands.extend(launch["args"])
+        for operand in operands:
+            if operand["region"] not in regions or operand["offset"] < 0:
+                raise PlanError(f"{path}: program '{program_name}' has an operand in unknown region {operand['region']!r}")
+            if _extent(operand) > regions[operand["region"]]:
+                raise PlanError(f"{path}: program '{program_name}' reads past the end of region '{operand['region']}'")
+
+
+def _extent(operand):
+    from runtime.dtypes import itemsize
+    last = sum((dim - 1) * stride for dim, stride in zip(operand["shape"], operand["strides"]) if dim > 0)
+    return operand["offset"] + (last + 1) * itemsize(operand["dtype"])
+
+
+def load_plan(path):
+    """Read and validate a plan file; returns its body dict (with `path` recorded)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read plan: {exc.strerror}") from None
+    body = decode_plan(data, path)
+    body["path"] = os.path.abspath(path)
+    return body
+
+
+def weights_image(body):
+    """The weights region image (bytes-like): the embedded blob or the checked external file."""
+    weights = body["weights"]
+    if weights["storage"] == "embedded":
+        return weights["blob"]
+    return _external_image(body)
+
+
+def _external_image(body):
+    import numpy as np
+
+    from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
+    weights = body["weights"]
+    path = os.path.join(os.path.dirname(body.get("path", ".")), weights["file"])
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != weights["sha256"]:
+            raise PlanError(f"{path}: weights file does not match the plan (sha256 mismatch); recompile")
+        tensors = SafetensorsFile(path)
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read the plan's weights file: {exc.strerror}") from None
+    except SafetensorsFormatError as exc:
+        raise PlanError(str(exc)) from None
+    image = np.zeros(body["regions"]["weights"], dtype=np.uint8)
+    for entry in weights["table"]:
+        raw = tensors.array(entry["name"]).reshape(-1).view(np.uint8)
+        image[entry["offset"]:entry["offset"] + entry["nbytes"]] = raw
+    return image

@@ -1,0 +1,31 @@
+"""Open a plan on the best available executor: the GPU (CuPy) when there is one, else NumPy."""
+
+import sys
+
+from runtime.plan import load_plan
+
+
+def gpu_available():
+    """True when CuPy is importable and sees at least one CUDA device."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no cupy, no driver, or no device: all mean "no GPU here"
+        return False
+
+
+def open_plan(path, device="auto", quiet=False):
+    """Load the plan at `path` and return an executor for it.
+
+    device: "auto" (GPU if present and the plan has kernels, else CPU), "gpu" or "cpu".
+    """
+    plan = load_plan(path)
+    use_gpu = device == "gpu" or (device == "auto" and plan["targets"] and gpu_available())
+    if use_gpu:
+        from runtime.cupy_executor import CupyExecutor
+        return CupyExecutor(plan)
+    if not quiet:
+        reason = "no GPU found" if device == "auto" else "--device cpu"
+        print(f"cgc: {reason}: running on the CPU with the NumPy executor (slow)", file=sys.stderr)
+    from runtime.numpy_executor import NumpyExecutor
+    return NumpyExecutor(plan)

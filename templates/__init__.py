@@ -1,0 +1,1 @@
+"""cgc cuTile kernel templates (jinja2), shipped as package data."""
