@@ -100,11 +100,16 @@ def _store_weights(lowering, values, output_path, options, log):
         digest = write_external_weights(os.path.join(os.path.dirname(os.path.abspath(output_path)), file_name), stored)
         log(f"wrote weights to {file_name} ({total / 1e6:.1f} MB)")
         return {"storage": "external", "file": file_name, "sha256": digest, "table": table}
+    return {"storage": "embedded", "blob": region_image(table, stored, total).tobytes(), "table": table}
+
+
+def region_image(table, stored, total):
+    """The weights region as bytes: each stored tensor at its table offset."""
     image = np.zeros(total, dtype=np.uint8)
     for entry in table:
         raw = stored[entry["name"]][1].reshape(-1).view(np.uint8)
         image[entry["offset"]:entry["offset"] + entry["nbytes"]] = raw
-    return {"storage": "embedded", "blob": image.tobytes(), "table": table}
+    return image
 
 
 def _plain(value):

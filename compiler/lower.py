@@ -202,7 +202,11 @@ class _ProgramLowering:
         yield "add_norm", {**self._base(), "eps": op.attrs["eps"], "norm": op.attrs["norm"]}, operands
 
     def _linear(self, op):
+        if op.attrs.get("layout") != "in_out":
+            raise CompileError(f"{op.describe()}: the matmul kernel reads [in, out] weights; run hoist_transposes first")
         epilogue = tuple(op.attrs.get("epilogue", ()))
+        if "bias" in op.weights and "bias" not in epilogue:
+            epilogue = ("bias", *epilogue)  # a linear's own bias is always applied
         operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight")]
         if "bias" in epilogue:
             operands += self._weights(op, "bias")

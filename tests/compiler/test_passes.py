@@ -1,0 +1,114 @@
+"""Each pass rewrites what it should and keeps the forward's logits (NumPy executor)."""
+
+import numpy as np
+import pytest
+
+from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, hoist_transposes,
+                             infer_shapes)
+from compiler.errors import CompileError
+from compiler.weights import RandomWeights, materialize
+from tests.conftest import small_graph
+from tests.graph_exec import run_graph
+
+TOKENS = [5, 17, 3, 250, 42, 7]
+
+
+def _kinds(graph):
+    return [op.kind for op in graph.ops]
+
+
+def _same_logits(before, after):
+    reference, _ = run_graph(before, TOKENS)
+    result, _ = run_graph(after, TOKENS)
+    error = np.abs(result - reference).max() / np.abs(reference).max()
+    assert error < 1e-5, error
+
+
+def test_hoist_transposes_stores_in_out_weights(family):
+    graph = infer_shapes.run(small_graph(family))
+    hoisted = hoist_transposes.run(graph)
+    linears = [op for op in hoisted.ops if op.kind == "linear"]
+    assert all(op.attrs["layout"] == "in_out" for op in linears)
+    transposed = [w for w in hoisted.weights.values() if w.recipe[0] == "transpose"]
+    expected = sum(op.attrs.get("layout") == "out_in" for op in graph.ops if op.kind == "linear")
+    assert len(transposed) == expected > 0
+    values = materialize(hoisted.weights, RandomWeights(0))
+    for weight in transposed:
+        np.testing.assert_array_equal(values[weight.name], values[weight.recipe[1]].T)
+    run_graph(hoisted, TOKENS)  # lowers and runs: the matmul kernel accepts only [in, out] weights
+
+
+def test_lowering_refuses_out_in_weights():
+    with pytest.raises(CompileError, match="hoist_transposes"):
+        run_graph(infer_shapes.run(small_graph("llama")), TOKENS)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+def test_concat_qkv_merges_three_projections(family):
+    graph = hoist_transposes.run(infer_shapes.run(small_graph(family)))
+    merged = concat_qkv.run(graph)
+    layers = graph.config["num_hidden_layers"]
+    assert _kinds(graph).count("linear") - _kinds(merged).count("linear") == 2 * layers
+    qkv = [op for op in merged.ops if op.name.endswith("qkv_proj")]
+    assert len(qkv) == layers
+    heads, kv_heads, head_dim = (graph.config[k] for k in ("num_attention_heads", "num_key_value_heads", "head_dim"))
+    assert qkv[0].attrs["features"] == (heads + 2 * kv_heads) * head_dim
+    assert ("bias" in qkv[0].weights) == (family == "qwen2")
+    _same_logits(graph, merged)
+
+
+def test_concat_qkv_declines_gpt2_fused_c_attn():
+    graph = hoist_transposes.run(infer_shapes.run(small_graph("gpt2")))
+    assert _kinds(concat_qkv.run(graph)) == _kinds(graph)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_concat_gate_up_merges_two_projections(family):
+    graph = hoist_transposes.run(infer_shapes.run(small_graph(family)))
+    merged = concat_gate_up.run(graph)
+    layers = graph.config["num_hidden_layers"]
+    assert _kinds(graph).count("linear") - _kinds(merged).count("linear") == layers
+    gate_up = [op for op in merged.ops if op.name.endswith("gate_up_proj")]
+    assert gate_up[0].attrs["features"] == 2 * graph.config["intermediate_size"]
+    _same_logits(graph, merged)
+
+
+def test_fuse_epilogues_gpt2():
+    graph = hoist_transposes.run(infer_shapes.run(small_graph("gpt2")))
+    fused = fuse_epilogues.run(graph)
+    assert "gelu" not in _kinds(fused) and "add" not in _kinds(fused)
+    epilogues = [op.attrs["epilogue"] for op in fused.ops if op.kind == "linear"]
+    assert epilogues[:3] == [("bias",), ("bias", "residual"), ("bias", "gelu")]
+    assert epilogues[3] == ("bias", "residual")
+    _same_logits(graph, fused)
+
+
+def test_fuse_epilogues_swiglu_after_gate_up_concat():
+    graph = concat_gate_up.run(hoist_transposes.run(infer_shapes.run(small_graph("llama"))))
+    fused = fuse_epilogues.run(graph)
+    assert "silu_mul" not in _kinds(fused)
+    gate_up = next(op for op in fused.ops if op.name.endswith("gate_up_proj"))
+    assert gate_up.attrs["epilogue"] == ("silu_mul",)
+    down = next(op for op in fused.ops if op.name.endswith("down_proj"))
+    assert down.attrs["epilogue"] == ("residual",)
+    _same_logits(graph, fused)
+
+
+def test_fuse_epilogues_declines_shared_output():
+    graph = infer_shapes.run(small_graph("llama"))
+    # silu_mul's gate and up come from two linears (no concat): neither output has one consumer
+    # of a fusable kind, so the linears keep empty epilogues.
+    fused = fuse_epilogues.run(hoist_transposes.run(graph))
+    gate = next(op for op in fused.ops if op.name.endswith("gate_proj"))
+    assert gate.attrs["epilogue"] == ()
+    assert "silu_mul" in _kinds(fused)
+
+
+def test_fuse_add_norm_fuses_unfused_residuals(family):
+    graph = hoist_transposes.run(infer_shapes.run(small_graph(family)))
+    fused = fuse_add_norm.run(graph)
+    adds = _kinds(graph).count("add")
+    # every residual add but the last is read by the next block's norm (the last by the final norm)
+    assert _kinds(fused).count("add_norm") == adds
+    assert _kinds(fused).count("add") == 0
+    _same_logits(graph, fused)

@@ -1,0 +1,46 @@
+"""Plan storage: external weights round-trip with a checked sha256; reduced dtypes stay close to fp32."""
+
+import numpy as np
+import pytest
+
+from compiler.compile import CompileOptions, compile_plan
+from runtime.errors import PlanError
+from runtime.generate import prefill
+from runtime.numpy_executor import NumpyExecutor
+from runtime.plan import load_plan
+
+PROMPT = [[3, 99, 512, 7, 1000, 42, 5]]
+
+
+def _compile(tmp_path, name, **kwargs):
+    path = str(tmp_path / f"{name}.plan")
+    options = CompileOptions(preset="tiny", max_seq=32, prefill_buckets=(8,), **kwargs)
+    compile_plan("qwen3", path, options)
+    return path
+
+
+def test_external_weights_match_embedded(tmp_path):
+    embedded = NumpyExecutor(load_plan(_compile(tmp_path, "a")))
+    external_path = _compile(tmp_path, "b", weights_storage="external")
+    assert (tmp_path / "b.weights.safetensors").exists()
+    external = NumpyExecutor(load_plan(external_path))
+    np.testing.assert_array_equal(prefill(embedded, PROMPT), prefill(external, PROMPT))
+
+
+def test_external_weights_checked(tmp_path):
+    path = _compile(tmp_path, "b", weights_storage="external")
+    weights = tmp_path / "b.weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PlanError, match="sha256 mismatch"):
+        NumpyExecutor(load_plan(path))
+
+
+@pytest.mark.parametrize("dtype, bound", [("float16", 2e-2), ("bfloat16", 5e-2)])
+def test_reduced_precision_close_to_fp32(tmp_path, dtype, bound):
+    reference = prefill(NumpyExecutor(load_plan(_compile(tmp_path, "fp32"))), PROMPT)
+    reduced = prefill(NumpyExecutor(load_plan(_compile(tmp_path, dtype, dtype=dtype))), PROMPT)
+    error = np.abs(reduced - reference).max() / np.abs(reference).max()
+    assert error < bound
+    assert not np.array_equal(reduced, reference)  # the dtype really changed the arithmetic

@@ -1,0 +1,141 @@
+"""The `cgc` command: the README's main job, and one-line errors with no traceback or partial file."""
+
+import os
+import subprocess
+import sys
+
+import msgpack
+import numpy as np
+import pytest
+
+from compiler.cli import main
+from runtime.plan import PLAN_FORMAT
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cgc(*args):
+    return subprocess.run([sys.executable, "-m", "compiler.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def nano_plan(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("plan") / "nano.plan")
+    assert main(["compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "vocab_size=500", "-o", path]) == 0
+    return path
+
+
+def test_readme_main_job_compiles_and_runs(tmp_path):
+    plan = str(tmp_path / "gpt2.plan")
+    compiled = _cgc("compile", "graphs/gpt2.yaml", "--preset", "tile-medium", "--sm", "none", "-o", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    assert "pass fuse_epilogues" in compiled.stderr  # progress is shown
+    ran = _cgc("run", plan, "--tokens", "464,3290", "--max-new-tokens", "5")
+    assert ran.returncode == 0, ran.stderr
+    tokens = [int(t) for t in ran.stdout.strip().strip(",").split(",")]
+    assert len(tokens) == 5 and all(0 <= t < 50257 for t in tokens)
+    inspected = _cgc("inspect", plan)
+    assert "prefill_64" in inspected.stdout and "% saved" in inspected.stdout
+
+
+def _assert_clean_error(result, *fragments):
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("cgc: error:")]
+    assert len(error_lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+def test_unknown_op_error_leaves_no_file(tmp_path):
+    graph = tmp_path / "bad.yaml"
+    text = open(os.path.join(ROOT, "graphs", "gpt2.yaml")).read().replace("op: gelu", "op: swish")
+    graph.write_text(text)
+    out = tmp_path / "out.plan"
+    result = _cgc("compile", str(graph), "--preset", "nano", "--sm", "none", "-o", str(out))
+    _assert_clean_error(result, str(graph), "unknown op 'swish'", "(layer 0)")
+    assert os.listdir(tmp_path) == ["bad.yaml"]
+
+
+def test_unknown_preset_error():
+    _assert_clean_error(_cgc("compile", "qwen3", "--preset", "qwen3-72b", "--sm", "none"), "unknown preset 'qwen3-72b'")
+
+
+def _write_checkpoint(directory, tensors, config):
+    import json
+
+    from runtime.safetensors_file import write_safetensors
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(config))
+    write_safetensors(str(directory / "model.safetensors"), tensors)
+
+
+def _nano_checkpoint_tensors(drop=None, reshape=None):
+    from compiler.graph_loader import load_graph
+    from compiler.passes import infer_shapes
+    graph = infer_shapes.run(load_graph("gpt2", preset="nano", overrides={"vocab_size": 500, "n_positions": 64}))
+    tensors = {}
+    for weight in graph.weights.values():
+        shape = reshape[1] if reshape and weight.name == reshape[0] else weight.shape
+        if weight.name != drop:
+            tensors[weight.name] = ("float32", np.ones(shape, dtype=np.float32))
+    return tensors
+
+
+CONFIG = {"vocab_size": 500, "n_positions": 64, "n_embd": 48, "n_layer": 3, "n_head": 3}
+
+
+def test_missing_checkpoint_tensor(tmp_path):
+    _write_checkpoint(tmp_path / "ckpt", _nano_checkpoint_tensors(drop="transformer.h.1.mlp.c_fc.bias"), CONFIG)
+    result = _cgc("compile", "gpt2", "--weights", str(tmp_path / "ckpt"), "--sm", "none", "--max-seq", "64",
+                  "-o", str(tmp_path / "x.plan"))
+    _assert_clean_error(result, "no tensor 'transformer.h.1.mlp.c_fc.bias'")
+    assert not (tmp_path / "x.plan").exists()
+
+
+def test_misshaped_checkpoint_tensor(tmp_path):
+    tensors = _nano_checkpoint_tensors(reshape=("transformer.h.0.attn.c_proj.weight", (48, 40)))
+    _write_checkpoint(tmp_path / "ckpt", tensors, CONFIG)
+    result = _cgc("compile", "gpt2", "--weights", str(tmp_path / "ckpt"), "--sm", "none", "--max-seq", "64",
+                  "-o", str(tmp_path / "x.plan"))
+    _assert_clean_error(result, "model.safetensors", "transformer.h.0.attn.c_proj.weight", "[48, 40]", "[48, 48]")
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def test_plan_of_another_version(tmp_path, nano_plan):
+    envelope = msgpack.unpackb(open(nano_plan, "rb").read(), raw=False)
+    envelope["version"] = 2
+    path = tmp_path / "v2.plan"
+    path.write_bytes(msgpack.packb(envelope, use_bin_type=True))
+    _assert_clean_error(_cgc("inspect", str(path)), "format version 2 is not supported", "supports version 1")
+
+
+def test_truncated_plan(tmp_path, nano_plan):
+    data = open(nano_plan, "rb").read()
+    path = tmp_path / "cut.plan"
+    path.write_bytes(data[: len(data) // 2])
+    _assert_clean_error(_cgc("run", str(path), "--tokens", "1,2"), "truncated or corrupted")
+
+
+def test_corrupted_plan(tmp_path, nano_plan):
+    data = bytearray(open(nano_plan, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "bad.plan"
+    path.write_bytes(bytes(data))
+    _assert_clean_error(_cgc("inspect", str(path)), "checksum mismatch")
+
+
+def test_not_a_plan(tmp_path):
+    path = tmp_path / "x.plan"
+    path.write_bytes(msgpack.packb({"format": "something-else"}))
+    _assert_clean_error(_cgc("inspect", str(path)), f"no '{PLAN_FORMAT}' format marker")
+
+
+def test_prompt_longer_than_plan(nano_plan):
+    tokens = ",".join(["1"] * 250)
+    _assert_clean_error(_cgc("run", nano_plan, "--tokens", tokens, "--max-new-tokens", "10"),
+                        "more than the plan's max sequence 256")
+
+
+def test_token_outside_vocabulary(nano_plan):
+    _assert_clean_error(_cgc("run", nano_plan, "--tokens", "1,500"), "token id 500 outside the vocabulary")
