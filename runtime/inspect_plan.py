@@ -26,11 +26,18 @@ def describe(plan):
         detail = ", ".join(f"{t} x{n}" for t, n in sorted(templates.items()))
         lines.append(f"  {name:<14} batch {program['batch']:>3} x seq {program['seq']:>5}: "
                      f"{len(program['launches'])} launches ({detail})")
-    lines += ["", f"kernels    {len(plan['kernels'])} distinct specs"]
+    generic = [k for k in plan["kernels"] if k.get("sm") is None]
+    specialized = [k for k in plan["kernels"] if k.get("sm") is not None]
+    cubin_bytes = sum(len(c["image"]) for k in specialized for c in k["cubins"].values())
+    lines += ["", f"kernels    {len(generic)} distinct specs; {len(specialized)} SM-specific cubins "
+                  f"({cubin_bytes / 1e6:.2f} MB)"]
     for index, kernel in enumerate(plan["kernels"]):
         constants = ", ".join(f"{k}={v}" for k, v in kernel["constants"].items())
-        cubins = ", ".join(sorted(kernel["cubins"])) or "no cubins"
-        lines.append(f"  [{index:>2}] {kernel['template']:<10} {constants}  [{cubins}]")
+        where = "generic"
+        if kernel.get("sm") is not None:
+            cubin = kernel["cubins"][f"sm_{kernel['sm']}"]
+            where = f"sm_{kernel['sm']} x{cubin['block'][0]}"
+        lines.append(f"  [{index:>2}] {kernel['template']:<10} {where:<18} {constants}")
     buffers = plan["buffers"]
     weights = plan["weights"]
     naive = buffers["naive_row_bytes"]

@@ -17,16 +17,19 @@ Body (all plain maps, lists, strings, numbers and bytes):
     weights      {storage: "embedded" | "external", blob: bytes (embedded: the weights region
                  image), file: name beside the plan (external, a .safetensors), sha256 of that
                  file, table: [{name, shape, dtype, offset (in the region), nbytes, recipe}]}
-    kernels      [{template, constants, signature: [[dtype, ndim], ...],
-                   cubins: {"sm_90": {symbol, block: [x, y, z], image: bytes}, ...}}]
+    kernels      [{template, constants, signature: [[dtype, ndim], ...], sm: None | 90,
+                   cubins: {"sm_90": {symbol, block: [x, y, z], image: bytes}}}]
+                 Generic specs (sm None, no cubins) are what the NumPy executor runs; each
+                 SM-specific spec adds the tile constants chosen for that SM and launch shape
+                 and holds the one cubin exported for it.
     programs     {name: {batch, seq, inputs: {tokens, start_pos, seq_lens: operand},
                          outputs: {logits: operand}, launches: [launch]}}
                  prefill programs are "prefill_<S>", the decode program is "decode".
     passes       [[pass name, what it changed], ...]
     tokenizer    None, or tokenizer data (reserved for the generation runtime)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
-Launch:  {kernel: index into kernels, op: graph op name, args: [operand, ...], grid: [x, y, z]
-          (present once kernels are specialized)}.
+Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
+          targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
 Kernel operand order and semantics: templates/README.md.
 """
 
@@ -80,8 +83,9 @@ def validate(body, path="<plan>"):
     for program_name, program in body["programs"].items():
         operands = [*program["inputs"].values(), *program["outputs"].values()]
         for index, launch in enumerate(program["launches"]):
-            if not 0 <= launch["kernel"] < len(body["kernels"]):
-                raise PlanError(f"{path}: program '{program_name}' launch {index} names unknown kernel {launch['kernel']}")
+            for kernel in [launch["kernel"], *(t["kernel"] for t in launch.get("targets", {}).values())]:
+                if not 0 <= kernel < len(body["kernels"]):
+                    raise PlanError(f"{path}: program '{program_name}' launch {index} names unknown kernel {kernel}")
             operands.extend(launch["args"])
         for operand in operands:
             if operand["region"] not in regions or operand["offset"] < 0:

@@ -16,7 +16,18 @@ def run(graph):
         _INFER[op.kind](graph, op)
     for public, tensor_name in graph.outputs.items():
         graph.tensors[tensor_name].dtype = "float32"
+    if not any(name == "infer_shapes" for name, _ in graph.pass_log):
+        params = sum(_count(w.shape) for w in graph.weights.values() if w.recipe[0] == "checkpoint")
+        graph.log("infer_shapes", f"{len(graph.tensors)} tensors, {len(graph.weights)} weights "
+                                  f"({params / 1e6:.1f} M parameters) checked")
     return graph
+
+
+def _count(shape):
+    total = 1
+    for dim in shape:
+        total *= int(dim)
+    return total
 
 
 def _width(graph, op, role):

@@ -1,0 +1,61 @@
+"""Specialize kernel specs per target SM and launch shape, and export their cubins.
+
+For every launch and target SM: pick tile constants (compiler/tiles.py), make the SM-specific
+spec (generic constants + tiles), export it once through cuTile (compiler/cutile_export.py, with
+its on-disk cache), and record the launch's grid. Results land in the plan as extra kernel specs
+(with `sm` set and one cubin each) and as `launch["targets"]["sm_NN"] = {kernel, grid}`; the
+generic specs stay for the NumPy executor.
+"""
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from compiler.errors import CompileError
+from compiler.tiles import choose_tiles
+
+DEFAULT_CACHE = os.path.join("artifacts", "cache")
+
+
+def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
+    """Add SM-specific specs with cubins to `kernels`, and per-target grids to launches."""
+    from compiler import cutile_export
+    log = log or (lambda message: None)
+    cache_dir = cache_dir or DEFAULT_CACHE
+    generic_count = len(kernels)
+    index_of = {}
+    for program in programs.values():
+        for launch in program["launches"]:
+            generic = kernels[launch["kernel"]]
+            shapes = [tuple(arg["shape"]) for arg in launch["args"]]
+            launch["targets"] = {}
+            for sm in sms:
+                tiles = choose_tiles(sm, generic["template"], shapes, generic["constants"].get("dtype"))
+                constants = {**generic["constants"], **tiles}
+                key = (sm, generic["template"], repr(sorted(constants.items())), repr(generic["signature"]))
+                if key not in index_of:
+                    index_of[key] = len(kernels)
+                    kernels.append({"template": generic["template"], "constants": dict(sorted(constants.items())),
+                                    "signature": generic["signature"], "sm": sm, "cubins": {}})
+                spec = kernels[index_of[key]]
+                grid = cutile_export.launch_grid(spec["template"], spec["constants"], shapes)
+                launch["targets"][f"sm_{sm}"] = {"kernel": index_of[key], "grid": [int(g) for g in grid]}
+    pending = kernels[generic_count:]
+    log(f"exporting {len(pending)} kernels for {', '.join(f'sm_{sm}' for sm in sms)} (cache: {cache_dir})")
+    started = time.perf_counter()
+    done = [0]
+
+    def export(spec):
+        operands = [tuple(entry) for entry in spec["signature"]]
+        try:
+            exported = cutile_export.export_cubin(spec["template"], spec["constants"], operands, spec["sm"], cache_dir)
+        except cutile_export.KernelExportError as exc:
+            raise CompileError(str(exc)) from None
+        spec["cubins"][f"sm_{spec['sm']}"] = {"symbol": exported.symbol, "block": [exported.block_threads, 1, 1],
+                                              "image": exported.cubin}
+        done[0] += 1
+        log(f"[{done[0]}/{len(pending)}] {spec['template']} sm_{spec['sm']}")
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        list(pool.map(export, pending))
+    log(f"kernels ready in {time.perf_counter() - started:.1f} s")
