@@ -16,14 +16,9 @@ from runtime.generate import generate_greedy  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.hf_reference import build_model, save_checkpoint  # noqa: E402
+from tests.parity import PROMPT_LENGTHS, check_prefill_and_decode, hf_logits  # noqa: E402
 
 FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
-PROMPT_LENGTHS = (13, 9)
-DECODE_STEPS = 8
-
-
-def _relative_error(result, reference):
-    return float(np.abs(result - reference).max() / np.abs(reference).max())
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -36,32 +31,9 @@ def compiled(request, tmp_path_factory):
     return model, NumpyExecutor(load_plan(str(directory / "model.plan")))
 
 
-def _hf_logits(model, tokens):
-    with torch.no_grad():
-        return model(torch.tensor([tokens])).logits[0].numpy()
-
-
 def test_prefill_and_decode_logits_match(compiled):
     model, executor = compiled
-    vocab = model.config.vocab_size
-    rng = np.random.default_rng(7)
-    sequences = [list(rng.integers(0, vocab, size=n + DECODE_STEPS)) for n in PROMPT_LENGTHS]
-    references = [_hf_logits(model, seq) for seq in sequences]
-
-    executor.reset()
-    tokens = np.zeros((2, 16), dtype=np.int32)
-    for b, n in enumerate(PROMPT_LENGTHS):
-        tokens[b, :n] = sequences[b][:n]
-    logits = executor.run("prefill_16", tokens, [0, 0], list(PROMPT_LENGTHS))["logits"].reshape(2, 16, vocab)
-    for b, n in enumerate(PROMPT_LENGTHS):
-        assert _relative_error(logits[b, :n], references[b][:n]) < 1e-4
-
-    for step in range(DECODE_STEPS):
-        positions = [n + step for n in PROMPT_LENGTHS]
-        step_tokens = [[sequences[b][positions[b]]] for b in range(2)]
-        logits = executor.run("decode", step_tokens, positions, [1, 1])["logits"]
-        for b in range(2):
-            assert _relative_error(logits[b], references[b][positions[b]]) < 1e-4, (step, b)
+    check_prefill_and_decode(model, executor, bound=1e-4)
 
 
 def test_greedy_tokens_match(compiled):
@@ -72,7 +44,7 @@ def test_greedy_tokens_match(compiled):
     for prompt, generated in zip(prompts, ours):
         sequence = list(prompt)
         for _ in range(10):
-            sequence.append(int(_hf_logits(model, sequence)[-1].argmax()))
+            sequence.append(int(hf_logits(model, sequence)[-1].argmax()))
         assert generated == sequence[len(prompt):]
 
 
@@ -83,5 +55,5 @@ def test_long_prompt_takes_several_prefill_chunks(compiled):
     ours = generate_greedy(executor, [prompt], max_new_tokens=3)[0]
     sequence = list(prompt)
     for _ in range(3):
-        sequence.append(int(_hf_logits(model, sequence)[-1].argmax()))
+        sequence.append(int(hf_logits(model, sequence)[-1].argmax()))
     assert ours == sequence[37:]

@@ -1,0 +1,47 @@
+"""Checks shared by the CPU and GPU parity tests: a plan's executor against a HF model."""
+
+import numpy as np
+
+PROMPT_LENGTHS = (13, 9)
+DECODE_STEPS = 8
+
+
+def relative_error(result, reference):
+    """max |result - reference| / max |reference|."""
+    return float(np.abs(result - reference).max() / np.abs(reference).max())
+
+
+def hf_logits(model, tokens):
+    """HF logits [len, V] of one token sequence, as float32 NumPy."""
+    import torch
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return model(torch.tensor([tokens], device=device)).logits[0].float().cpu().numpy()
+
+
+def check_prefill_and_decode(model, executor, bound, bucket=16):
+    """Two prompts of different lengths prefilled in one batch, then 8 decode steps; returns the worst error."""
+    vocab = model.config.vocab_size
+    rng = np.random.default_rng(7)
+    sequences = [list(rng.integers(0, vocab, size=n + DECODE_STEPS)) for n in PROMPT_LENGTHS]
+    references = [hf_logits(model, seq) for seq in sequences]
+    executor.reset()
+    tokens = np.zeros((2, bucket), dtype=np.int32)
+    for b, n in enumerate(PROMPT_LENGTHS):
+        tokens[b, :n] = sequences[b][:n]
+    logits = executor.run(f"prefill_{bucket}", tokens, [0, 0], list(PROMPT_LENGTHS))["logits"]
+    logits = logits.reshape(2, bucket, vocab)
+    worst = 0.0
+    for b, n in enumerate(PROMPT_LENGTHS):
+        error = relative_error(logits[b, :n], references[b][:n])
+        assert error < bound, ("prefill", b, error)
+        worst = max(worst, error)
+    for step in range(DECODE_STEPS):
+        positions = [n + step for n in PROMPT_LENGTHS]
+        step_tokens = [[sequences[b][positions[b]]] for b in range(2)]
+        logits = executor.run("decode", step_tokens, positions, [1, 1])["logits"]
+        for b in range(2):
+            error = relative_error(logits[b], references[b][positions[b]])
+            assert error < bound, ("decode", step, b, error)
+            worst = max(worst, error)
+    return worst
