@@ -13,7 +13,7 @@ from compiler.graph_loader import load_graph
 from compiler.lower import Lowering, program_shapes
 from compiler.passes import run_pipeline
 from compiler.plan_writer import write_external_weights, write_plan
-from compiler.weights import CheckpointWeights, RandomWeights, encode, materialize
+from compiler.weights import CheckpointWeights, RandomWeights, build_weight, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
 
@@ -52,8 +52,7 @@ def compile_plan(graph_path, output_path, options, log=None):
         from compiler.specialize import specialize_kernels
         specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log)
     source = CheckpointWeights(options.checkpoint) if options.checkpoint else RandomWeights(options.seed)
-    values = materialize(lowering.weights, source)
-    weights = _store_weights(lowering, values, output_path, options, log)
+    weights = _store_weights(lowering, source, output_path, options, log)
     body = {
         "compiler": {"name": "cgc", "version": compiler.__version__, "cuda_tile": _cuda_tile_version()},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -85,30 +84,32 @@ def _check_options(options):
             raise CompileError(f"prefill bucket {bucket} must be between 1 and --max-seq {options.max_seq}")
 
 
-def _store_weights(lowering, values, output_path, options, log):
-    table, stored = [], {}
-    for name, weight in lowering.weights.items():
+def _store_weights(lowering, source, output_path, options, log):
+    table = []
+    for name in lowering.stored:
+        weight = lowering.weights[name]
         offset, nbytes = lowering.weight_layout[name]
-        array = encode(values[name], weight.dtype)
-        stored[name] = (weight.dtype, array)
         table.append({"name": name, "shape": list(weight.shape), "dtype": weight.dtype, "offset": offset,
                       "nbytes": nbytes, "recipe": _plain(weight.recipe)})
+    encoded = (encode(build_weight(lowering.weights, name, source), lowering.weights[name].dtype)
+               for name in lowering.stored)
     total = lowering.weights_bytes
     external = options.weights_storage == "external" or (options.weights_storage == "auto" and total > EMBED_LIMIT)
     if external:
         file_name = os.path.splitext(os.path.basename(output_path))[0] + ".weights.safetensors"
-        digest = write_external_weights(os.path.join(os.path.dirname(os.path.abspath(output_path)), file_name), stored)
+        specs = {entry["name"]: (entry["dtype"], entry["shape"]) for entry in table}
+        path = os.path.join(os.path.dirname(os.path.abspath(output_path)), file_name)
+        digest = write_external_weights(path, specs, encoded)
         log(f"wrote weights to {file_name} ({total / 1e6:.1f} MB)")
         return {"storage": "external", "file": file_name, "sha256": digest, "table": table}
-    return {"storage": "embedded", "blob": region_image(table, stored, total).tobytes(), "table": table}
+    return {"storage": "embedded", "blob": region_image(table, encoded, total).tobytes(), "table": table}
 
 
-def region_image(table, stored, total):
-    """The weights region as bytes: each stored tensor at its table offset."""
+def region_image(table, arrays, total):
+    """The weights region as bytes: each table entry's array (from `arrays`, in order) at its offset."""
     image = np.zeros(total, dtype=np.uint8)
-    for entry in table:
-        raw = stored[entry["name"]][1].reshape(-1).view(np.uint8)
-        image[entry["offset"]:entry["offset"] + entry["nbytes"]] = raw
+    for entry, array in zip(table, arrays):
+        image[entry["offset"]:entry["offset"] + entry["nbytes"]] = array.reshape(-1).view(np.uint8)
     return image
 
 

@@ -57,8 +57,10 @@ class Lowering:
         self.max_seq = max_seq
         self.kernels = []
         self._kernel_ids = {}
-        self.weights = dict(graph.weights)
+        self.weights = dict(graph.weights)  # every weight, recipe sources included
         self._add_rope_tables()
+        # only what kernels read is stored; recipe sources exist at compile time only
+        self.stored = list(dict.fromkeys(w for op in self.graph.ops for w in op.weights.values()))
         self.weight_layout, self.weights_bytes = self._layout_weights()
         self.kv_layout, self.kv_bytes = self._layout_kv()
         self.io_bytes = 0
@@ -81,7 +83,8 @@ class Lowering:
 
     def _layout_weights(self):
         layout, offset = {}, 0
-        for name, weight in self.weights.items():
+        for name in self.stored:
+            weight = self.weights[name]
             nbytes = itemsize(weight.dtype)
             for dim in weight.shape:
                 nbytes *= int(dim)

@@ -25,8 +25,8 @@ def _atomic_write(path, write):
         raise
 
 
-def write_external_weights(path, tensors):
-    """Write {name: (dtype, array)} as a .safetensors beside the plan; returns its sha256."""
+def write_external_weights(path, specs, arrays):
+    """Write tensors (see write_safetensors) as a .safetensors beside the plan; returns its sha256."""
     digest = hashlib.sha256()
 
     class _Hashing:
@@ -37,7 +37,7 @@ def write_external_weights(path, tensors):
             digest.update(data)
             self.stream.write(data)
 
-    _atomic_write(path, lambda stream: write_safetensors(_Hashing(stream), tensors))
+    _atomic_write(path, lambda stream: write_safetensors(_Hashing(stream), specs, arrays))
     return digest.hexdigest()
 
 

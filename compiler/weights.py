@@ -71,32 +71,28 @@ class RandomWeights:
         return 0.02 * values
 
 
-def materialize(weights, source, progress=None):
-    """Return {name: float32 array} for every Weight in `weights` (dict), applying recipes."""
-    cache = {}
+def build_weight(weights, name, source):
+    """The float32 array of weight `name`, made by its recipe (sources rebuilt, not cached,
+    so that only one stored tensor and its parts are in memory at a time)."""
+    weight = weights[name]
+    kind = weight.recipe[0]
+    if kind == "checkpoint":
+        if isinstance(source, RandomWeights):
+            return source.get(weight.recipe[1], weight.shape, weight.init)
+        return source.get(weight.recipe[1], weight.shape)
+    if kind == "transpose":
+        return np.ascontiguousarray(build_weight(weights, weight.recipe[1], source).T)
+    if kind == "concat":
+        parts = [build_weight(weights, part, source) for part in weight.recipe[1]]
+        return np.concatenate(parts, axis=weight.recipe[2])
+    if kind in ("rope_cos", "rope_sin"):
+        return rope_table(*weight.recipe[1:])[0 if kind == "rope_cos" else 1]
+    raise CheckpointError(f"weight '{name}': unknown recipe {kind!r}")
 
-    def build(name):
-        if name in cache:
-            return cache[name]
-        weight = weights[name]
-        kind = weight.recipe[0]
-        if kind == "checkpoint":
-            if isinstance(source, RandomWeights):
-                value = source.get(weight.recipe[1], weight.shape, weight.init)
-            else:
-                value = source.get(weight.recipe[1], weight.shape)
-        elif kind == "transpose":
-            value = np.ascontiguousarray(build(weight.recipe[1]).T)
-        elif kind == "concat":
-            value = np.concatenate([build(part) for part in weight.recipe[1]], axis=weight.recipe[2])
-        elif kind in ("rope_cos", "rope_sin"):
-            value = rope_table(*weight.recipe[1:])[0 if kind == "rope_cos" else 1]
-        else:
-            raise CheckpointError(f"weight '{name}': unknown recipe {kind!r}")
-        cache[name] = value
-        return value
 
-    return {name: build(name) for name in weights}
+def materialize(weights, source, names=None):
+    """Return {name: float32 array} for `names` (default: all of `weights`), applying recipes."""
+    return {name: build_weight(weights, name, source) for name in (names if names is not None else weights)}
 
 
 def encode(values, dtype):

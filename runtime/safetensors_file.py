@@ -67,12 +67,15 @@ class SafetensorsFile:
         return raw.view(_NUMPY[self.dtype(name)]).reshape(self.shape(name))
 
 
-def write_safetensors(path_or_handle, tensors):
-    """Write {name: (dtype name, array)} contiguously in the given order; returns bytes written."""
+def write_safetensors(path_or_handle, specs, arrays):
+    """Write tensors contiguously: `specs` maps name -> (dtype name, shape) in file order and
+    `arrays` yields each one's storage array in that order (so they can be made one at a time).
+    Returns the bytes written."""
     header, offset = {}, 0
-    for name, (dtype, array) in tensors.items():
-        nbytes = array.nbytes
-        header[name] = {"dtype": _TAG_OF[dtype], "shape": list(array.shape), "data_offsets": [offset, offset + nbytes]}
+    for name, (dtype, shape) in specs.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NUMPY[dtype]).itemsize
+        header[name] = {"dtype": _TAG_OF[dtype], "shape": [int(d) for d in shape],
+                        "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
@@ -80,7 +83,9 @@ def write_safetensors(path_or_handle, tensors):
     try:
         handle.write(struct.pack("<Q", len(header_bytes)))
         handle.write(header_bytes)
-        for dtype, array in tensors.values():
+        for (name, (dtype, shape)), array in zip(specs.items(), arrays):
+            if tuple(array.shape) != tuple(shape):
+                raise ValueError(f"tensor '{name}' has shape {array.shape}, header says {tuple(shape)}")
             handle.write(np.ascontiguousarray(array).tobytes())
     finally:
         if isinstance(path_or_handle, str):

@@ -15,16 +15,16 @@ def run_graph(graph, tokens, seed=0):
     seq = len(tokens)
     lowering = Lowering(graph, max_batch=1, max_seq=seq)
     program = lowering.lower_program(ProgramShape(f"prefill_{seq}", 1, seq))
-    values = materialize(lowering.weights, RandomWeights(seed))
-    table, stored = [], {}
-    for name, weight in lowering.weights.items():
+    values = materialize(lowering.weights, RandomWeights(seed), lowering.stored)
+    table, arrays = [], []
+    for name in lowering.stored:
         offset, nbytes = lowering.weight_layout[name]
-        stored[name] = (weight.dtype, encode(values[name], weight.dtype))
+        arrays.append(encode(values[name], lowering.weights[name].dtype))
         table.append({"name": name, "offset": offset, "nbytes": nbytes})
     plan = {
         "regions": {"arena": lowering.arena_bytes, "io": lowering.io_bytes, "kv": lowering.kv_bytes,
                     "weights": lowering.weights_bytes},
-        "weights": {"storage": "embedded", "blob": region_image(table, stored, lowering.weights_bytes).tobytes()},
+        "weights": {"storage": "embedded", "blob": region_image(table, arrays, lowering.weights_bytes).tobytes()},
         "kernels": lowering.kernels,
         "programs": {f"prefill_{seq}": program},
     }

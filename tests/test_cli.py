@@ -67,7 +67,8 @@ def _write_checkpoint(directory, tensors, config):
     from runtime.safetensors_file import write_safetensors
     directory.mkdir()
     (directory / "config.json").write_text(json.dumps(config))
-    write_safetensors(str(directory / "model.safetensors"), tensors)
+    specs = {name: (dtype, array.shape) for name, (dtype, array) in tensors.items()}
+    write_safetensors(str(directory / "model.safetensors"), specs, (array for _, array in tensors.values()))
 
 
 def _nano_checkpoint_tensors(drop=None, reshape=None):

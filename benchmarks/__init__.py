@@ -1,0 +1,1 @@
+"""Device benchmarks (run on the GPU machine; results under benchmarks/results/)."""
