@@ -51,26 +51,43 @@ def _compile(args):
         preset=args.preset, checkpoint=args.weights, overrides=_parse_set(args.set), dtype=args.dtype, sms=sms,
         max_batch=args.max_batch, max_seq=args.max_seq,
         prefill_buckets=_parse_ints(args.prefill_buckets, "--prefill-buckets"), seed=args.seed,
-        weights_storage=args.weights_storage, cache_dir=args.cache_dir)
+        weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer)
     compile_plan(graph_path, output, options, log=stderr_log)
     print(output)
 
 
 def _run(args):
-    from runtime.generate import generate_greedy
+    from runtime.generate import generate
+    from runtime.sampling import SamplingParams
     from runtime.session import open_plan
-    if args.tokens is None:
-        raise CgcError("give the prompt as token ids with --tokens 464,3290 (text prompts need a plan with a tokenizer)")
-    prompt = list(_parse_ints(args.tokens, "--tokens"))
+    from runtime.tokenizer import StreamDecoder, Tokenizer
+    if (args.tokens is None) == (args.prompt is None):
+        raise CgcError("give exactly one of --prompt TEXT or --tokens 464,3290")
     executor = open_plan(args.plan, device=args.device)
+    plan = executor.plan
+    tokenizer = Tokenizer(plan["tokenizer"]) if plan.get("tokenizer") else None
+    if args.prompt is not None:
+        if tokenizer is None:
+            raise CgcError(f"{args.plan}: plan has no tokenizer; give --tokens, or recompile with --tokenizer DIR")
+        if not args.prompt:
+            raise CgcError("the prompt is empty")
+        prompt = tokenizer.encode(args.prompt)
+    else:
+        prompt = list(_parse_ints(args.tokens, "--tokens"))
+    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
+    eos = () if args.ignore_eos or tokenizer is None else tuple(tokenizer.eos_token_ids)
+    text_out = tokenizer is not None and args.prompt is not None
+    decoder = StreamDecoder(tokenizer) if text_out else None
 
     def stream(index, token):
-        print(token, end=",", flush=True)
+        print(decoder.push(token) if text_out else f"{token},", end="", flush=True)
 
-    generated = generate_greedy(executor, [prompt], args.max_new_tokens, on_token=stream)
-    print()
-    if args.verbose:
-        print(f"cgc: generated {len(generated[0])} tokens on the {executor.name} executor", file=sys.stderr)
+    result = generate(executor, [prompt], args.max_new_tokens, sampling=sampling, eos_token_ids=eos,
+                      stop_strings=tuple(args.stop or ()), tokenizer=tokenizer, on_token=stream)
+    print(decoder.flush() if text_out else "")
+    if args.stats:
+        print(f"cgc: {result.stats()} on the {executor.name} executor; stopped: {result.finish_reasons[0]}",
+              file=sys.stderr)
 
 
 def _inspect(args):
@@ -100,14 +117,23 @@ def build_parser():
     compile_cmd.add_argument("--weights-storage", default="auto", choices=("auto", "embedded", "external"),
                              help="embed weights in the plan or write a sibling .safetensors (auto: external above 1 GiB)")
     compile_cmd.add_argument("--cache-dir", help="kernel compile cache (default artifacts/cache)")
+    compile_cmd.add_argument("--tokenizer", metavar="DIR", help="tokenizer.json or vocab.json + merges.txt to store in the plan (default: the --weights dir)")
     compile_cmd.set_defaults(handler=_compile)
 
     run_cmd = commands.add_parser("run", help="generate with a compiled plan")
     run_cmd.add_argument("plan")
-    run_cmd.add_argument("--tokens", help="prompt token ids, comma-separated")
+    run_cmd.add_argument("--prompt", help="prompt text (needs a plan with a tokenizer); output is streamed as text")
+    run_cmd.add_argument("--tokens", help="prompt token ids, comma-separated; output is streamed as ids")
     run_cmd.add_argument("--max-new-tokens", type=int, default=20)
+    run_cmd.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
+    run_cmd.add_argument("--top-k", type=int, default=0)
+    run_cmd.add_argument("--top-p", type=float, default=1.0)
+    run_cmd.add_argument("--repetition-penalty", type=float, default=1.0)
+    run_cmd.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible draws)")
+    run_cmd.add_argument("--stop", action="append", metavar="TEXT", help="stop when the output contains TEXT (repeatable)")
+    run_cmd.add_argument("--ignore-eos", action="store_true", help="do not stop at the end-of-sequence token")
     run_cmd.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"))
-    run_cmd.add_argument("-v", "--verbose", action="store_true")
+    run_cmd.add_argument("--stats", action="store_true", help="print prompt and decode throughput to stderr")
     run_cmd.set_defaults(handler=_run)
 
     inspect_cmd = commands.add_parser("inspect", help="summarize a plan")

@@ -32,6 +32,7 @@ class CompileOptions:
     prefill_buckets: tuple = (64,)
     seed: int = 0
     weights_storage: str = "auto"  # auto | embedded | external
+    tokenizer: str | None = None   # dir with tokenizer.json or vocab.json + merges.txt; default: checkpoint
     cache_dir: str | None = None
 
 
@@ -68,11 +69,27 @@ def compile_plan(graph_path, output_path, options, log=None):
         "kernels": lowering.kernels,
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],
-        "tokenizer": None,
+        "tokenizer": _tokenizer(options, log),
     }
     size = write_plan(body, output_path)
     log(f"wrote {output_path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
     return body
+
+
+def _tokenizer(options, log):
+    from compiler.tokenizer_import import read_tokenizer
+    directory = options.tokenizer or options.checkpoint
+    if directory is None:
+        return None
+    data = read_tokenizer(directory)
+    if data is None:
+        if options.tokenizer:
+            from compiler.errors import CheckpointError
+            raise CheckpointError(f"{directory}: no tokenizer.json, nor vocab.json + merges.txt")
+        log(f"{directory} has no tokenizer files: the plan takes token ids only")
+        return None
+    log(f"tokenizer: byte-level BPE, {len(data['vocab'])} tokens, {len(data['merges'])} merges")
+    return data
 
 
 def _check_options(options):

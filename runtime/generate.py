@@ -4,9 +4,13 @@ Prompts are prefilled in chunks of the plan's prefill buckets (a prompt longer t
 bucket takes several chunks), then each new token is one run of the decode program.
 """
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 
 from runtime.errors import InputError
+from runtime.sampling import Sampler, SamplingParams
 
 
 def _pick_bucket(buckets, remaining):
@@ -73,30 +77,71 @@ def decode_step(executor, next_tokens, positions, active):
     return executor.run("decode", tokens, start_pos, seq_lens)["logits"][:count]
 
 
-def generate_greedy(executor, prompts, max_new_tokens, eos_token_id=None, on_token=None):
-    """Greedy-decode up to `max_new_tokens` per prompt; returns the new token ids of each.
+@dataclass
+class Generation:
+    """What `generate` returns: new token ids per sequence, why each stopped, and timings."""
 
-    `on_token(sequence index, token id)` is called as tokens are chosen (for streaming).
+    tokens: list
+    finish_reasons: list
+    prompt_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+    def stats(self):
+        """One line of throughput numbers (what `cgc run --stats` prints)."""
+        generated = sum(len(t) for t in self.tokens)
+        prefill_rate = self.prompt_tokens / self.prefill_seconds if self.prefill_seconds else 0.0
+        decode_steps = max(generated - len(self.tokens), 0)
+        decode_rate = decode_steps / self.decode_seconds if self.decode_seconds else 0.0
+        return (f"prompt {self.prompt_tokens} tokens in {self.prefill_seconds * 1e3:.1f} ms ({prefill_rate:.1f} tok/s); "
+                f"generated {generated} tokens, decode {decode_rate:.1f} tok/s")
+
+
+def generate(executor, prompts, max_new_tokens, sampling=None, eos_token_ids=(), stop_strings=(), tokenizer=None,
+             on_token=None):
+    """Generate up to `max_new_tokens` per prompt; stops a sequence at an EOS id or a stop string.
+
+    `on_token(sequence index, token id)` is called as tokens are chosen (for streaming). Stop
+    strings need `tokenizer`; the token that completes one is kept, text after it is not cut.
     """
     prompts = [list(map(int, p)) for p in prompts]
     check_prompts(executor.plan, prompts, max_new_tokens)
-    generated = [[] for _ in prompts]
+    if stop_strings and tokenizer is None:
+        raise InputError("stop strings need a plan with a tokenizer")
+    sampler = Sampler(sampling or SamplingParams())
+    result = Generation([[] for _ in prompts], ["length"] * len(prompts), prompt_tokens=sum(map(len, prompts)))
     if max_new_tokens == 0:
-        return generated
+        return result
+    started = time.perf_counter()
     logits = prefill(executor, prompts)
+    result.prefill_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     positions = np.array([len(p) for p in prompts], dtype=np.int32)
     active = np.ones(len(prompts), dtype=np.int32)
+    histories = [list(p) for p in prompts]
     for step in range(max_new_tokens):
-        chosen = logits.argmax(axis=-1)
+        chosen = sampler(logits, histories)
         for i, token in enumerate(chosen):
-            if active[i]:
-                generated[i].append(int(token))
-                if on_token is not None:
-                    on_token(i, int(token))
-                if eos_token_id is not None and token == eos_token_id:
-                    active[i] = 0
+            if not active[i]:
+                continue
+            token = int(token)
+            result.tokens[i].append(token)
+            histories[i].append(token)
+            if on_token is not None:
+                on_token(i, token)
+            if token in eos_token_ids:
+                active[i], result.finish_reasons[i] = 0, "eos"
+            elif stop_strings and any(s in tokenizer.decode(result.tokens[i][-16:]) for s in stop_strings):
+                active[i], result.finish_reasons[i] = 0, "stop"
         if step == max_new_tokens - 1 or not active.any():
             break
         logits = decode_step(executor, chosen.astype(np.int32), positions, active)
         positions += active
-    return generated
+    result.decode_seconds = time.perf_counter() - started
+    return result
+
+
+def generate_greedy(executor, prompts, max_new_tokens, eos_token_id=None, on_token=None):
+    """Greedy-decode up to `max_new_tokens` per prompt; returns the new token ids of each."""
+    eos = () if eos_token_id is None else (eos_token_id,)
+    return generate(executor, prompts, max_new_tokens, eos_token_ids=eos, on_token=on_token).tokens

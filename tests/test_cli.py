@@ -140,3 +140,27 @@ def test_prompt_longer_than_plan(nano_plan):
 
 def test_token_outside_vocabulary(nano_plan):
     _assert_clean_error(_cgc("run", nano_plan, "--tokens", "1,500"), "token id 500 outside the vocabulary")
+
+
+def test_prompt_needs_a_tokenizer(nano_plan):
+    _assert_clean_error(_cgc("run", nano_plan, "--prompt", "Hello"), "plan has no tokenizer", "--tokenizer")
+
+
+def test_prompt_text_round_trip(tmp_path):
+    pytest.importorskip("transformers")
+    from tests.hf_reference import build_model, save_checkpoint
+    from tests.runtime.test_tokenizer import _train
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    _train(checkpoint)  # tokenizer.json (its config.json is then replaced by the model's)
+    save_checkpoint(build_model("llama"), str(checkpoint))
+    plan = str(tmp_path / "llama.plan")
+    assert _cgc("compile", "llama", "--weights", str(checkpoint), "--sm", "none", "-o", plan).returncode == 0
+    _assert_clean_error(_cgc("run", plan, "--prompt", ""), "the prompt is empty")
+    ran = _cgc("run", plan, "--prompt", "Hello world", "--max-new-tokens", "6", "--ignore-eos", "--stats",
+               "--temperature", "0.8", "--seed", "3")
+    assert ran.returncode == 0, ran.stderr
+    again = _cgc("run", plan, "--prompt", "Hello world", "--max-new-tokens", "6", "--ignore-eos",
+                 "--temperature", "0.8", "--seed", "3")
+    assert ran.stdout == again.stdout and ran.stdout.strip()
+    assert "generated 6 tokens" in ran.stderr and "decode" in ran.stderr
