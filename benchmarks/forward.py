@@ -16,11 +16,9 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.torch_gpt import TorchGPT  # noqa: E402
 from compiler.compile import CompileOptions, compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
@@ -37,6 +35,7 @@ COPY_BANDWIDTH = 2.95e12
 
 
 def _time_cuda(function, iters):
+    import torch
     for _ in range(3):
         function()
     torch.cuda.synchronize()
@@ -58,7 +57,22 @@ def _floor_ms(config, dtype):
     return max(flops / PEAK_FLOPS[dtype], weight_bytes / COPY_BANDWIDTH) * 1e3, flops
 
 
+def plan_options(workload, sm, checkpoint=None):
+    """Compile options of a workload's plan (random weights when no checkpoint)."""
+    overrides = {} if checkpoint else dict(workload["config"])
+    return CompileOptions(checkpoint=checkpoint, overrides=overrides, dtype=workload["dtype"], sms=(sm,),
+                          max_batch=BATCH, max_seq=SEQ, prefill_buckets=(SEQ,),
+                          cache_dir=os.environ.get("CGC_CACHE_DIR"))
+
+
+def export_only(sm, workdir):
+    """Fill the kernel cache with every cubin the benchmark needs (on a machine with tileiras)."""
+    for workload in WORKLOADS:
+        compile_plan("gpt2", os.path.join(workdir, "export.plan"), plan_options(workload, sm))
+
+
 def run_workload(workload, iters, sm, workdir):
+    import torch
     import transformers
     torch_dtype = {"float32": torch.float32, "float16": torch.float16}[workload["dtype"]]
     config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=1024, **workload["config"])
@@ -68,8 +82,7 @@ def run_workload(workload, iters, sm, workdir):
     hf.save_pretrained(checkpoint, safe_serialization=True)
     plan_path = os.path.join(checkpoint, "model.plan")
     started = time.perf_counter()
-    compile_plan("gpt2", plan_path, CompileOptions(checkpoint=checkpoint, dtype=workload["dtype"], sms=(sm,),
-                                                   max_batch=BATCH, max_seq=SEQ, prefill_buckets=(SEQ,)))
+    compile_plan("gpt2", plan_path, plan_options(workload, sm, checkpoint))
     compile_s = time.perf_counter() - started
 
     tokens = np.random.default_rng(0).integers(0, VOCAB, size=(BATCH, SEQ)).astype(np.int32)
@@ -85,6 +98,7 @@ def run_workload(workload, iters, sm, workdir):
     with torch.no_grad():
         hf = hf.to("cuda", torch_dtype)
         state = {k: v for k, v in hf.state_dict().items()}
+        from benchmarks.torch_gpt import TorchGPT
         plain = TorchGPT(state, config.n_layer, config.n_head)
         token_tensor = torch.tensor(tokens, device="cuda", dtype=torch.long)
         reference = plain(token_tensor).float().cpu().numpy()
@@ -104,7 +118,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
     args = parser.parse_args()
+    if args.export_only:
+        with tempfile.TemporaryDirectory() as workdir:
+            export_only(args.export_only, workdir)
+        return
+    import torch
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     import cupy

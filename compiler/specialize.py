@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from compiler.errors import CompileError
-from compiler.tiles import choose_tiles
+from compiler.tiles import choose_tiles, launch_grid
 
 DEFAULT_CACHE = os.path.join("artifacts", "cache")
 
@@ -30,7 +30,7 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
             shapes = [tuple(arg["shape"]) for arg in launch["args"]]
             launch["targets"] = {}
             for sm in sms:
-                tiles = choose_tiles(sm, generic["template"], shapes, generic["constants"].get("dtype"))
+                tiles = choose_tiles(sm, generic["template"], generic["constants"], shapes)
                 constants = {**generic["constants"], **tiles}
                 key = (sm, generic["template"], repr(sorted(constants.items())), repr(generic["signature"]))
                 if key not in index_of:
@@ -38,7 +38,7 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
                     kernels.append({"template": generic["template"], "constants": dict(sorted(constants.items())),
                                     "signature": generic["signature"], "sm": sm, "cubins": {}})
                 spec = kernels[index_of[key]]
-                grid = cutile_export.launch_grid(spec["template"], spec["constants"], shapes)
+                grid = launch_grid(spec["template"], spec["constants"], shapes)
                 launch["targets"][f"sm_{sm}"] = {"kernel": index_of[key], "grid": [int(g) for g in grid]}
     pending = kernels[generic_count:]
     log(f"exporting {len(pending)} kernels for {', '.join(f'sm_{sm}' for sm in sms)} (cache: {cache_dir})")

@@ -1,20 +1,20 @@
-"""Tile sizes per (SM, template, shape, dtype): the table specialization reads.
+"""Tile sizes and block widths per (SM, template, launch shape, dtype): what specialization adds
+to a kernel spec's constants before export.
 
-Keys are looked up most specific first: (sm, template, shape class), then (None, template,
-shape class). Shape classes separate decode-shaped work (few token rows) from prefill-shaped
-work, since the two want different tiles (see shared/DESIGN.md: 128x256x64 ran 10x slower than
-128x128x64 on the same matmul). Values are template constants merged into the kernel spec.
+Matmul tiles come from TABLE, most specific key first: (sm, shape class), then (None, shape
+class). Decode-shaped work (few token rows) and prefill-shaped work want different tiles (see
+shared/DESIGN.md: 128x256x64 ran 10x slower than 128x128x64 on the same matmul). Row kernels get
+power-of-two blocks covering their (possibly odd) widths; the kernels mask the rest.
 """
 
 DECODE_ROWS = 16  # token rows at or below this count as decode-shaped
 
 TABLE = {
-    (None, "matmul", "decode"): {"tile_m": 16, "tile_n": 64, "tile_k": 128},
-    (None, "matmul", "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
-    (90, "matmul", "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
-    (None, "attention", "decode"): {"tile_kv": 64},
-    (None, "attention", "prefill"): {"tile_q": 64, "tile_kv": 64},
+    (None, "decode"): {"tile_m": 16, "tile_n": 64, "tile_k": 128},
+    (None, "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
+    (90, "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
 }
+ROW_ELEMENTS = 4096  # a row-kernel CTA handles about this many elements
 
 
 def shape_class(rows):
@@ -22,11 +22,73 @@ def shape_class(rows):
     return "decode" if rows <= DECODE_ROWS else "prefill"
 
 
-def choose_tiles(sm, template, shapes, dtype):
-    """Tile constants for a launch of `template` on `sm` with operand `shapes` (may be empty)."""
+def pow2(value, minimum=1):
+    """Smallest power of two >= max(value, minimum)."""
+    result = 1
+    while result < max(value, minimum):
+        result *= 2
+    return result
+
+
+def _rows_for(block):
+    return max(1, min(16, ROW_ELEMENTS // block))
+
+
+def choose_tiles(sm, template, constants, shapes):
+    """Constants to add to a spec of `template` launched on `sm` with operand `shapes`."""
     rows = shapes[0][0] if shapes and shapes[0] else 1
-    kind = shape_class(rows)
-    for key in ((sm, template, kind), (None, template, kind)):
-        if key in TABLE:
-            return dict(TABLE[key])
+    if template == "matmul":
+        kind = shape_class(rows)
+        tiles = dict(TABLE.get((sm, kind)) or TABLE[(None, kind)])
+        if constants.get("dtype") == "float32":
+            tiles["tile_k"] = min(tiles["tile_k"], 32)  # fp32 tiles are twice the bytes
+        return tiles
+    if template in ("layernorm", "add_norm"):
+        block = pow2(shapes[0][1])
+        return {"block": block, "rows": _rows_for(block)}
+    if template == "rmsnorm":
+        block = pow2(constants["group"])
+        return {"block": block, "rows": _rows_for(block)}
+    if template in ("gelu", "silu_mul", "add"):
+        return {"block": min(256, pow2(shapes[0][1])), "rows": 16}
+    if template == "embed":
+        return {"block": min(1024, pow2(shapes[-1][1]))}
+    if template == "rope":
+        return {"half_block": pow2(constants["head_dim"] // 2)}
+    if template == "kv_append":
+        return {"block": pow2(constants["head_dim"])}
+    if template == "attention":
+        tiles = {"block_d": pow2(constants["head_dim"], 16), "tile_kv": 64}
+        if constants["phase"] == "prefill":
+            tiles["tile_q"] = min(64, pow2(constants["seq"], 16))
+        return tiles
     return {}
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def launch_grid(template, constants, shapes):
+    """The (x, y, z) grid a specialized kernel expects for operand `shapes`."""
+    rows = shapes[0][0]
+    if template == "matmul":
+        return (_cdiv(rows, constants["tile_m"]), _cdiv(shapes[-1][1], constants["tile_n"]), 1)
+    if template in ("layernorm", "add_norm"):
+        return (_cdiv(rows, constants["rows"]), 1, 1)
+    if template == "rmsnorm":
+        return (_cdiv(rows, constants["rows"]), shapes[0][1] // constants["group"], 1)
+    if template in ("gelu", "silu_mul", "add"):
+        return (_cdiv(rows, constants["rows"]), _cdiv(shapes[0][1], constants["block"]), 1)
+    if template == "embed":
+        return (shapes[-1][0], _cdiv(shapes[-1][1], constants["block"]), 1)
+    if template == "rope":
+        return (rows, constants["heads"], 1)
+    if template == "kv_append":
+        return (rows, constants["kv_heads"], 1)
+    if template == "attention":
+        batch = shapes[3][0]
+        if constants["phase"] == "prefill":
+            return (_cdiv(constants["seq"], constants["tile_q"]), constants["heads"], batch)
+        return (batch, constants["heads"], 1)
+    raise ValueError(f"no grid rule for template '{template}'")

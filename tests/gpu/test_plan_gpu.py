@@ -1,7 +1,7 @@
 """Whole plans on the GPU (CuPy executor) against Hugging Face transformers on the GPU.
 
-Compiles each family's small random config for this GPU's SM (needs cuda.tile + tileiras on the
-machine running the tests), then checks prefill and decode logits, graph replay against eager
+Compiles each family's small random config for this GPU's SM (from the kernel cache that
+tests/gpu/gpu_cases.py fills, or with cuda.tile + tileiras on the machine), then checks prefill and decode logits, graph replay against eager
 launches, and greedy generation.
 """
 
@@ -12,16 +12,16 @@ pytestmark = pytest.mark.gpu
 
 cupy = pytest.importorskip("cupy")
 torch = pytest.importorskip("torch")
-pytest.importorskip("cuda.tile")
 
-from compiler.compile import CompileOptions, compile_plan  # noqa: E402
+from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.generate import generate_greedy  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.hf_reference import build_model, save_checkpoint  # noqa: E402
+from tests.gpu.gpu_cases import PARITY_FAMILIES, parity_options  # noqa: E402
 from tests.parity import check_prefill_and_decode, hf_logits  # noqa: E402
 
-FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
+FAMILIES = PARITY_FAMILIES
 # fp32 plans run their matmuls in TF32 (10-bit mantissa): errors near 1e-3 of the logit range.
 FP32_BOUND = 1e-2
 
@@ -31,8 +31,7 @@ def compiled(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(request.param)
     model = build_model(request.param, seed=FAMILIES.index(request.param))
     save_checkpoint(model, str(directory))
-    options = CompileOptions(checkpoint=str(directory), max_batch=2, max_seq=48, prefill_buckets=(8, 16),
-                             sms=(int(cupy.cuda.Device().compute_capability),))
+    options = parity_options(str(directory), int(cupy.cuda.Device().compute_capability))
     compile_plan(request.param, str(directory / "model.plan"), options)
     plan = load_plan(str(directory / "model.plan"))
     return model.cuda(), plan

@@ -1,0 +1,178 @@
+"""Render a kernel template, export it to a cubin for one SM through cuTile, cache it on disk.
+
+The cache key hashes the rendered source, the operand signature, the SM and the cuda-tile and
+tileiras versions (read from package metadata), so a warm cache answers without importing
+cuda.tile at all. The block size is read from the cubin (ELF section `.nv.info.<symbol>`,
+attribute EIATTR_REQNTID): the compiler fixes it, and launching with any other fails.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jinja2
+
+EIATTR_REQNTID = 0x10
+_EIFMT_SVAL = 4
+
+
+class KernelExportError(Exception):
+    """cuTile or tileiras failed on a kernel (message names template, constants and SM)."""
+
+
+@dataclass(frozen=True)
+class ExportedKernel:
+    """A cubin with its entry symbol and the block size it must be launched with."""
+
+    symbol: str
+    block_threads: int
+    cubin: bytes
+
+
+def templates_dir():
+    """The folder of the kernel templates shipped with cgc."""
+    return os.path.dirname(os.path.abspath(__import__("templates").__file__))
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), trim_blocks=True, lstrip_blocks=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render(template, constants):
+    """The cuTile Python source of `template` specialized with `constants`."""
+    try:
+        return _environment().get_template(f"{template}.py.jinja").render(**constants)
+    except jinja2.TemplateNotFound:
+        raise KernelExportError(f"no kernel template '{template}' in {templates_dir()}") from None
+    except jinja2.UndefinedError as exc:
+        raise KernelExportError(f"template '{template}' with constants {constants}: {exc.message}") from None
+
+
+@lru_cache(maxsize=1)
+def toolchain_versions():
+    """Versions of cuda-tile and its tileiras compiler (part of every cache key)."""
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for package in ("cuda-tile", "nvidia-cuda-tileiras"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def cache_key(source, operands, sm):
+    """Content hash naming a cubin in the cache."""
+    payload = json.dumps([source, [list(o) for o in operands], sm, toolchain_versions()], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def export_cubin(template, constants, operands, sm, cache_dir):
+    """The cubin of `template` for `sm`; `operands` lists each array parameter's (dtype, ndim)."""
+    source = render(template, constants)
+    key = cache_key(source, operands, sm)
+    os.makedirs(cache_dir, exist_ok=True)
+    cubin_path, meta_path = (os.path.join(cache_dir, f"{key}.{ext}") for ext in ("cubin", "json"))
+    if os.path.exists(cubin_path) and os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+        with open(cubin_path, "rb") as handle:
+            return ExportedKernel(meta["symbol"], meta["block_threads"], handle.read())
+    try:
+        symbol, cubin = _compile(template, source, key, operands, sm, cache_dir)
+    except KernelExportError:
+        raise
+    except Exception as exc:  # cuTile's own errors carry the compiler output
+        detail = " ".join(str(exc).split())[:600]
+        raise KernelExportError(f"exporting template '{template}' for sm_{sm} with constants {constants} "
+                                f"failed: {type(exc).__name__}: {detail}") from None
+    block = block_threads(cubin, symbol)
+    _write_atomic(cubin_path, cubin)
+    _write_atomic(meta_path, json.dumps({"symbol": symbol, "block_threads": block, "template": template,
+                                         "sm": sm}).encode())
+    return ExportedKernel(symbol, block, cubin)
+
+
+def _compile(template, source, key, operands, sm, cache_dir):
+    import cuda.tile as ct
+    from cuda.tile.compilation import ArrayConstraint, CallingConvention, KernelSignature, export_kernel
+    source_dir = os.path.join(cache_dir, "src")
+    os.makedirs(source_dir, exist_ok=True)
+    source_path = os.path.join(source_dir, f"{template}_{key[:16]}.py")
+    _write_atomic(source_path, source.encode())
+    spec = importlib.util.spec_from_file_location(f"cgc_kernel_{key[:16]}", source_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dtypes = {"float32": ct.float32, "float16": ct.float16, "bfloat16": ct.bfloat16, "int32": ct.int32}
+    parameters = [ArrayConstraint(dtypes[dtype], ndim, index_dtype=ct.int32, stride_lower_bound_incl=0,
+                                  alias_groups=(), may_alias_internally=False) for dtype, ndim in operands]
+    signature = KernelSignature(parameters, CallingConvention.cutile_python_v1()).with_mangled_symbol(template)
+    with tempfile.NamedTemporaryFile(suffix=".cubin", dir=cache_dir, delete=False) as handle:
+        temp_path = handle.name
+    try:
+        export_kernel(module.kernel, [signature], temp_path, gpu_code=f"sm_{sm}", output_format="cubin")
+        with open(temp_path, "rb") as handle:
+            return signature.symbol, handle.read()
+    finally:
+        os.unlink(temp_path)
+
+
+def _write_atomic(path, data):
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False) as handle:
+        handle.write(data)
+    os.replace(handle.name, path)
+
+
+def elf_sections(image):
+    """{section name: bytes} of an ELF64 little-endian image."""
+    if image[:4] != b"\x7fELF" or image[4] != 2:
+        raise KernelExportError("not an ELF64 cubin")
+    (section_offset,) = struct.unpack_from("<Q", image, 0x28)
+    entry_size, count, names_index = struct.unpack_from("<HHH", image, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", image, section_offset + i * entry_size) for i in range(count)]
+    names_offset = headers[names_index][4]
+
+    def name_at(offset):
+        end = image.index(b"\0", names_offset + offset)
+        return image[names_offset + offset:end].decode()
+
+    return {name_at(h[0]): image[h[4]:h[4] + h[5]] for h in headers}
+
+
+def block_threads(image, symbol):
+    """Threads per block the cubin's kernel `symbol` requires (EIATTR_REQNTID x*y*z)."""
+    info = elf_sections(image).get(f".nv.info.{symbol}")
+    if info is None:
+        raise KernelExportError(f"cubin has no .nv.info.{symbol} section")
+    position = 0
+    while position + 4 <= len(info):
+        fmt, attribute = info[position], info[position + 1]
+        if fmt == _EIFMT_SVAL:
+            (size,) = struct.unpack_from("<H", info, position + 2)
+            value = info[position + 4:position + 4 + size]
+            position += 4 + size
+            if attribute == EIATTR_REQNTID:
+                x, y, z = struct.unpack_from("<III", value)
+                return x * y * z
+        else:
+            position += 4
+    raise KernelExportError(f"cubin of {symbol} has no EIATTR_REQNTID attribute")
+
+
+def symbols(image):
+    """Names in the cubin's symbol table (to check an entry point exists)."""
+    sections = elf_sections(image)
+    table, strings = sections.get(".symtab", b""), sections.get(".strtab", b"")
+    names = []
+    for offset in range(0, len(table), 24):
+        (name_offset,) = struct.unpack_from("<I", table, offset)
+        end = strings.index(b"\0", name_offset)
+        names.append(strings[name_offset:end].decode())
+    return names

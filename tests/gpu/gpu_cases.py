@@ -1,0 +1,57 @@
+"""The plans the GPU tests compile, in one place, so their kernels can be exported ahead of time.
+
+The GPU machine may lack a working tileiras: `python -m tests.gpu.gpu_cases --sm 90` (on a CPU
+machine with cuda-tile) fills the kernel cache (CGC_CACHE_DIR, default artifacts/cache) with
+every cubin the GPU tests need; carried along, it lets them compile there from cache alone.
+"""
+
+import argparse
+import os
+import tempfile
+
+from compiler.compile import CompileOptions, compile_plan
+
+CACHE_DIR = os.environ.get("CGC_CACHE_DIR", os.path.join("artifacts", "cache"))
+
+# HF parity plans (small random HF models, tests/hf_reference.py), fp32 with TF32 matmuls
+PARITY_FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
+
+# Kernel sweep: (name, graph, preset, overrides, dtype, prefill bucket)
+KERNEL_CASES = [
+    ("gpt2-nano-fp32", "gpt2", "nano", {"n_layer": 1}, "float32", 37),
+    ("gpt2-nano-fp16", "gpt2", "nano", {"n_layer": 1}, "float16", 16),
+    ("llama-tiny-bf16", "llama", "tiny", {"num_hidden_layers": 1}, "bfloat16", 37),
+    ("qwen2-tiny-fp16", "qwen2", "tiny", {"num_hidden_layers": 1}, "float16", 16),
+    ("qwen3-tiny-fp32", "qwen3", "tiny", {"num_hidden_layers": 1, "head_dim": 64}, "float32", 16),
+]
+
+
+def parity_options(checkpoint, sm):
+    """Options of a parity plan compiled from an HF checkpoint directory."""
+    return CompileOptions(checkpoint=checkpoint, max_batch=2, max_seq=48, prefill_buckets=(8, 16), sms=(sm,),
+                          cache_dir=CACHE_DIR)
+
+
+def kernel_case_options(case, sm):
+    """Options of a kernel-sweep plan (random weights)."""
+    _, _, preset, overrides, dtype, bucket = case
+    return CompileOptions(preset=preset, overrides=dict(overrides), dtype=dtype, max_batch=2, max_seq=64,
+                          prefill_buckets=(bucket,), sms=(sm,), cache_dir=CACHE_DIR)
+
+
+def warm_cache(sm):
+    """Compile every GPU-test plan for `sm` once, leaving its cubins in the cache."""
+    from tests.hf_reference import build_model, save_checkpoint
+    with tempfile.TemporaryDirectory() as workdir:
+        for index, family in enumerate(PARITY_FAMILIES):
+            checkpoint = os.path.join(workdir, family)
+            save_checkpoint(build_model(family, seed=index), checkpoint)
+            compile_plan(family, os.path.join(workdir, f"{family}.plan"), parity_options(checkpoint, sm))
+        for case in KERNEL_CASES:
+            compile_plan(case[1], os.path.join(workdir, f"{case[0]}.plan"), kernel_case_options(case, sm))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="export the GPU tests' kernels into the cache")
+    parser.add_argument("--sm", type=int, default=90)
+    warm_cache(parser.parse_args().sm)
