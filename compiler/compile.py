@@ -107,7 +107,7 @@ def _store_weights(lowering, source, output_path, options, log):
         weight = lowering.weights[name]
         offset, nbytes = lowering.weight_layout[name]
         table.append({"name": name, "shape": list(weight.shape), "dtype": weight.dtype, "offset": offset,
-                      "nbytes": nbytes, "recipe": _plain(weight.recipe)})
+                      "nbytes": nbytes, "row_stride": lowering.row_stride(name), "recipe": _plain(weight.recipe)})
     encoded = (encode(build_weight(lowering.weights, name, source), lowering.weights[name].dtype)
                for name in lowering.stored)
     total = lowering.weights_bytes
@@ -124,9 +124,10 @@ def _store_weights(lowering, source, output_path, options, log):
 
 def region_image(table, arrays, total):
     """The weights region as bytes: each table entry's array (from `arrays`, in order) at its offset."""
+    from runtime.plan import place_weight
     image = np.zeros(total, dtype=np.uint8)
     for entry, array in zip(table, arrays):
-        image[entry["offset"]:entry["offset"] + entry["nbytes"]] = array.reshape(-1).view(np.uint8)
+        place_weight(image, entry, array)
     return image
 
 

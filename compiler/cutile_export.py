@@ -70,12 +70,17 @@ def toolchain_versions():
 
 def cache_key(source, operands, sm):
     """Content hash naming a cubin in the cache."""
-    payload = json.dumps([source, [list(o) for o in operands], sm, toolchain_versions()], sort_keys=True)
+    payload = json.dumps([source, [list(o) for o in operands], sm, toolchain_versions()], sort_keys=True,
+                         default=list)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def export_cubin(template, constants, operands, sm, cache_dir):
-    """The cubin of `template` for `sm`; `operands` lists each array parameter's (dtype, ndim)."""
+    """The cubin of `template` for `sm`.
+
+    `operands` lists each array parameter as (dtype, ndim) or (dtype, ndim, base alignment in
+    bytes, stride divisibility in elements of each dim but the last); the last dim's stride is
+    taken to be 1 when alignment facts are given."""
     source = render(template, constants)
     key = cache_key(source, operands, sm)
     os.makedirs(cache_dir, exist_ok=True)
@@ -111,8 +116,16 @@ def _compile(template, source, key, operands, sm, cache_dir):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     dtypes = {"float32": ct.float32, "float16": ct.float16, "bfloat16": ct.bfloat16, "int32": ct.int32}
-    parameters = [ArrayConstraint(dtypes[dtype], ndim, index_dtype=ct.int32, stride_lower_bound_incl=0,
-                                  alias_groups=(), may_alias_internally=False) for dtype, ndim in operands]
+    parameters = []
+    for operand in operands:
+        dtype, ndim = operand[0], operand[1]
+        facts = {}
+        if len(operand) > 2:
+            base, strides = operand[2], list(operand[3])
+            facts = {"base_addr_divisible_by": base, "stride_constant": [None] * (ndim - 1) + [1],
+                     "stride_divisible_by": strides + [1]}
+        parameters.append(ArrayConstraint(dtypes[dtype], ndim, index_dtype=ct.int32, stride_lower_bound_incl=0,
+                                          alias_groups=(), may_alias_internally=False, **facts))
     signature = KernelSignature(parameters, CallingConvention.cutile_python_v1()).with_mangled_symbol(template)
     with tempfile.NamedTemporaryFile(suffix=".cubin", dir=cache_dir, delete=False) as handle:
         temp_path = handle.name

@@ -13,6 +13,13 @@ from compiler.ir import Weight
 from runtime.dtypes import itemsize
 
 ALIGN = 256
+ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
+
+
+def padded_row(width, dtype):
+    """Row stride (elements) for a row of `width` elements: a multiple of ROW_PAD bytes."""
+    step = ROW_PAD // itemsize(dtype)
+    return -(-int(width) // step) * step
 
 
 @dataclass(frozen=True)
@@ -85,12 +92,20 @@ class Lowering:
         layout, offset = {}, 0
         for name in self.stored:
             weight = self.weights[name]
+            shape = [int(d) for d in weight.shape]
+            if len(shape) == 2:
+                shape[1] = padded_row(shape[1], weight.dtype)
             nbytes = itemsize(weight.dtype)
-            for dim in weight.shape:
-                nbytes *= int(dim)
+            for dim in shape:
+                nbytes *= dim
             layout[name] = (offset, nbytes)
             offset = _align(offset + nbytes)
         return layout, offset
+
+    def row_stride(self, name):
+        """Elements between rows of a stored 2-D weight (padded), or None for 1-D ones."""
+        weight = self.weights[name]
+        return padded_row(weight.shape[1], weight.dtype) if len(weight.shape) == 2 else None
 
     def _layout_kv(self):
         layout, offset = {}, 0
@@ -108,7 +123,8 @@ class Lowering:
         """Operand for a stored weight."""
         offset, _ = self.weight_layout[name]
         weight = self.weights[name]
-        return _operand("weights", offset, weight.shape, weight.dtype)
+        stride = self.row_stride(name)
+        return _operand("weights", offset, weight.shape, weight.dtype, strides=[stride, 1] if stride else None)
 
     def kernel_id(self, template, constants, operands):
         """Index of the kernel spec for this template/constants/operand signature (deduplicated)."""
@@ -139,10 +155,15 @@ class _ProgramLowering:
             tensor = self.graph.tensors[tensor_name]
             io_shapes[tensor_name] = ([self.rows, tensor.shape[1]], tensor.dtype)
         for name, (dims, dtype) in io_shapes.items():
-            self.io[name] = _operand("io", io_offset, dims, dtype)
+            strides = None
             nbytes = itemsize(dtype)
-            for dim in dims:
-                nbytes *= dim
+            if name in self.graph.outputs.values():  # e.g. logits [T, 50257]: pad the row stride
+                strides = [padded_row(dims[1], dtype), 1]
+                nbytes *= dims[0] * strides[0]
+            else:
+                for dim in dims:
+                    nbytes *= dim
+            self.io[name] = _operand("io", io_offset, dims, dtype, strides=strides)
             io_offset = _align(io_offset + nbytes)
         lowering.io_bytes = io_offset
         arena = self.rows * self.graph.buffers["arena_row_bytes"]

@@ -15,6 +15,27 @@ from compiler.errors import CompileError
 from compiler.tiles import choose_tiles, launch_grid
 
 DEFAULT_CACHE = os.path.join("artifacts", "cache")
+REGION_ALIGN = 256   # the runtime's region allocations are at least this aligned (bytes)
+STRIDE_FACT_CAP = 16  # elements: enough to prove 16-byte strides for every dtype
+
+
+def _power_of_two_dividing(value, cap):
+    if value == 0:
+        return cap
+    result = 1
+    while result < cap and value % (result * 2) == 0:
+        result *= 2
+    return result
+
+
+def alignment_facts(operand):
+    """(dtype, ndim, base alignment in bytes, stride divisibility per leading dim) of an operand.
+
+    Exported kernels may only assume what holds for every launch sharing them; these facts let
+    cuTile prove the 16-byte alignment its bulk copies (TMA) need."""
+    base = _power_of_two_dividing(operand["offset"], REGION_ALIGN)
+    strides = [_power_of_two_dividing(s, STRIDE_FACT_CAP) for s in operand["strides"][:-1]]
+    return [operand["dtype"], len(operand["shape"]), base, strides]
 
 
 def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
@@ -32,11 +53,12 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
             for sm in sms:
                 tiles = choose_tiles(sm, generic["template"], generic["constants"], shapes)
                 constants = {**generic["constants"], **tiles}
-                key = (sm, generic["template"], repr(sorted(constants.items())), repr(generic["signature"]))
+                signature = [alignment_facts(arg) for arg in launch["args"]]
+                key = (sm, generic["template"], repr(sorted(constants.items())), repr(signature))
                 if key not in index_of:
                     index_of[key] = len(kernels)
                     kernels.append({"template": generic["template"], "constants": dict(sorted(constants.items())),
-                                    "signature": generic["signature"], "sm": sm, "cubins": {}})
+                                    "signature": signature, "sm": sm, "cubins": {}})
                 spec = kernels[index_of[key]]
                 grid = launch_grid(spec["template"], spec["constants"], shapes)
                 launch["targets"][f"sm_{sm}"] = {"kernel": index_of[key], "grid": [int(g) for g in grid]}
@@ -46,7 +68,7 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
     done = [0]
 
     def export(spec):
-        operands = [tuple(entry) for entry in spec["signature"]]
+        operands = [tuple(entry[:3]) + (tuple(entry[3]),) for entry in spec["signature"]]
         try:
             exported = cutile_export.export_cubin(spec["template"], spec["constants"], operands, spec["sm"], cache_dir)
         except cutile_export.KernelExportError as exc:

@@ -117,6 +117,25 @@ class CupyExecutor:
         for function, grid, block, args in launches:
             function(grid, block, args, stream=self.stream)
 
+    def close(self):
+        """Free the CUDA graphs before the modules their kernels live in (the reverse order
+        crashes the driver), then the device memory."""
+        self._graphs = {}
+        self._programs = {}
+        self._functions = {}
+        self._modules = []
+        self.regions = {}
+
+    def __del__(self):
+        if getattr(self, "_graphs", None) is not None:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
     def reset(self):
         """Clear the KV cache."""
         memory = self.regions["kv"]

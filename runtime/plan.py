@@ -15,8 +15,9 @@ Body (all plain maps, lists, strings, numbers and bytes):
     buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
                  vs. without reuse (a program with T rows uses T * arena_row_bytes)
     weights      {storage: "embedded" | "external", blob: bytes (embedded: the weights region
-                 image), file: name beside the plan (external, a .safetensors), sha256 of that
-                 file, table: [{name, shape, dtype, offset (in the region), nbytes, recipe}]}
+                 image), file: name beside the plan (external, a .safetensors, tensors
+                 unpadded), sha256 of that file, table: [{name, shape, dtype, offset (in the
+                 region), nbytes, row_stride (elements; 2-D rows are padded to 128 bytes), recipe}]}
     kernels      [{template, constants, signature: [[dtype, ndim], ...], sm: None | 90,
                    cubins: {"sm_90": {symbol, block: [x, y, z], image: bytes}}}]
                  Generic specs (sm None, no cubins) are what the NumPy executor runs; each
@@ -140,6 +141,20 @@ def _external_image(body):
         raise PlanError(str(exc)) from None
     image = np.zeros(body["regions"]["weights"], dtype=np.uint8)
     for entry in weights["table"]:
-        raw = tensors.array(entry["name"]).reshape(-1).view(np.uint8)
-        image[entry["offset"]:entry["offset"] + entry["nbytes"]] = raw
+        place_weight(image, entry, tensors.array(entry["name"]))
     return image
+
+
+def place_weight(image, entry, array):
+    """Copy a stored weight into the region image at its offset, rows padded to `row_stride`."""
+    import numpy as np
+    raw = np.ascontiguousarray(array)
+    stride = entry.get("row_stride")
+    if not stride or raw.ndim != 2 or stride == raw.shape[1]:
+        flat = raw.reshape(-1).view(np.uint8)
+        image[entry["offset"]:entry["offset"] + flat.size] = flat
+        return
+    rows, cols = raw.shape
+    target = np.ndarray((rows, cols), dtype=raw.dtype, buffer=image, offset=entry["offset"],
+                        strides=(stride * raw.itemsize, raw.itemsize))
+    target[...] = raw

@@ -20,7 +20,7 @@ def run_graph(graph, tokens, seed=0):
     for name in lowering.stored:
         offset, nbytes = lowering.weight_layout[name]
         arrays.append(encode(values[name], lowering.weights[name].dtype))
-        table.append({"name": name, "offset": offset, "nbytes": nbytes})
+        table.append({"name": name, "offset": offset, "nbytes": nbytes, "row_stride": lowering.row_stride(name)})
     plan = {
         "regions": {"arena": lowering.arena_bytes, "io": lowering.io_bytes, "kv": lowering.kv_bytes,
                     "weights": lowering.weights_bytes},
