@@ -33,7 +33,7 @@ def test_every_launch_has_a_cubin_per_target(multi_target):
     assert plan["targets"] == list(TARGETS)
     for program in plan["programs"].values():
         for launch in program["launches"]:
-            assert sorted(launch["targets"]) == [f"sm_{sm}" for sm in TARGETS]
+            assert set(launch["targets"]) == {f"sm_{sm}" for sm in TARGETS}
             generic = plan["kernels"][launch["kernel"]]
             for target, entry in launch["targets"].items():
                 spec = plan["kernels"][entry["kernel"]]
