@@ -17,7 +17,11 @@ from functools import lru_cache
 
 import jinja2
 
+from compiler.tiles import launch_grid  # noqa: F401  (re-exported: the grid each exported kernel expects)
+
 EIATTR_REQNTID = 0x10
+EIATTR_KPARAM_INFO = 0x17
+EIATTR_KPARAM_INFO_V2 = 0x45
 _EIFMT_SVAL = 4
 
 
@@ -32,6 +36,32 @@ class ExportedKernel:
     symbol: str
     block_threads: int
     cubin: bytes
+
+
+@dataclass(frozen=True)
+class KernelKey:
+    """What makes one exported kernel: template, its full constants (tiles included), the operand
+    signature and the SM. Hashable, so equal specializations share one export."""
+
+    template: str
+    constants: tuple
+    operands: tuple
+    sm: int
+
+    @classmethod
+    def of(cls, template, constants, operands, sm):
+        """The key of `template` specialized with a constants dict for `operands` on `sm`."""
+        frozen = tuple(sorted((name, tuple(value) if isinstance(value, list) else value)
+                              for name, value in constants.items()))
+        return cls(template, frozen, tuple(tuple(_freeze(part) for part in o) for o in operands), int(sm))
+
+    def export(self, cache_dir):
+        """export_cubin of this key."""
+        return export_cubin(self.template, dict(self.constants), list(self.operands), self.sm, cache_dir)
+
+
+def _freeze(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def templates_dir():
@@ -80,7 +110,8 @@ def export_cubin(template, constants, operands, sm, cache_dir):
 
     `operands` lists each array parameter as (dtype, ndim) or (dtype, ndim, base alignment in
     bytes, stride divisibility in elements of each dim but the last); the last dim's stride is
-    taken to be 1 when alignment facts are given."""
+    taken to be 1 when alignment facts are given. Every template takes arrays only (lengths and
+    positions are read from device memory), so there are no scalar parameters."""
     source = render(template, constants)
     key = cache_key(source, operands, sm)
     os.makedirs(cache_dir, exist_ok=True)
@@ -177,6 +208,27 @@ def block_threads(image, symbol):
         else:
             position += 4
     raise KernelExportError(f"cubin of {symbol} has no EIATTR_REQNTID attribute")
+
+
+def parameter_sizes(image, symbol):
+    """Byte sizes of the kernel's parameters in order (EIATTR_KPARAM_INFO), to check the calling
+    convention: an array of ndim dims is 8 (pointer), then 4 per shape dim, then 4 per stride."""
+    info = elf_sections(image).get(f".nv.info.{symbol}")
+    if info is None:
+        raise KernelExportError(f"cubin has no .nv.info.{symbol} section")
+    found, position = {}, 0
+    while position + 4 <= len(info):
+        fmt, attribute = info[position], info[position + 1]
+        if fmt == _EIFMT_SVAL:
+            (size,) = struct.unpack_from("<H", info, position + 2)
+            if attribute in (EIATTR_KPARAM_INFO, EIATTR_KPARAM_INFO_V2):
+                _, ordinal, _, flags = struct.unpack_from("<IHHI", info, position + 4)
+                # the two layouts keep the size in different bits (read off tileiras 13.4 cubins)
+                found[ordinal] = (flags >> 18) & 0x3FFF if attribute == EIATTR_KPARAM_INFO else flags & 0xFFFF
+            position += 4 + size
+        else:
+            position += 4
+    return [found[ordinal] for ordinal in sorted(found)]
 
 
 def symbols(image):

@@ -1,10 +1,20 @@
-"""Every kernel on the GPU against the NumPy executor's kernel, launch by launch.
+"""Every kernel on the GPU against NumPy, in two ways.
 
-For each plan of gpu_cases.KERNEL_CASES (odd widths 48/192, vocab 50257, head_dim 16/32/64,
-GQA 3, a 37-row bucket, fp32/fp16/bf16), both executors get the same fresh random tokens; the
-GPU arena and outputs are poisoned with NaN first. After each launch, its output operands are
-compared; the first mismatch names the launch, op and template.
+1. Standalone (`test_standalone_kernel`): cubins exported ahead of time on a CPU machine by
+   tests/gpu/export_test_cubins.py into the folder named by CGC_GPU_CUBINS (needs no cuda.tile
+   here). Each case launches one cubin with the cutile_python_v1 calling convention on random
+   inputs with odd shapes, outputs poisoned with NaN, and compares with a NumPy reference written
+   below; bytes of the outputs' buffers outside the view must stay untouched.
+2. Plan-based (`test_each_launch_matches_numpy`): for each plan of gpu_cases.KERNEL_CASES (odd
+   widths 48/192, vocab 50257, head_dim 16/32/64, GQA 3, a 37-row bucket, fp32/fp16/bf16), both
+   executors get the same fresh random tokens; the GPU arena and outputs are poisoned with NaN
+   first. After each launch, its output operands are compared with the NumPy executor's; the
+   first mismatch names the launch, op and template.
 """
+
+import json
+import os
+import zlib
 
 import numpy as np
 import pytest
@@ -84,3 +94,244 @@ def test_each_launch_matches_numpy(case_plan, program):
             scale = max(float(np.abs(expected).max()), 1e-6)
             error = float(np.nan_to_num(np.abs(actual - expected), nan=np.inf).max()) / scale
             assert error < BOUNDS[dtype], f"launch {index} ({launch['op']}, {template}): rel err {error:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Standalone cubins (tests/gpu/export_test_cubins.py), launched with the cutile_python_v1
+# convention: every array parameter is (pointer u64, shape[ndim] u32, stride[ndim] u32 in
+# elements), in operand order; the block size is the cubin's EIATTR_REQNTID (manifest "block").
+
+CUBIN_DIR = os.environ.get("CGC_GPU_CUBINS")
+STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int32": np.int32}
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
+
+
+def _load_manifest():
+    if not CUBIN_DIR:
+        return None
+    with open(os.path.join(CUBIN_DIR, "manifest.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+MANIFEST = _load_manifest()
+STANDALONE_CASES = MANIFEST["cases"] if MANIFEST else [None]
+
+
+def encode(values, dtype):
+    """float values -> storage bits of `dtype` (bfloat16: round to nearest even, as uint16)."""
+    values = np.asarray(values, dtype=np.float32)
+    if dtype == "bfloat16":
+        bits = values.view(np.uint32).astype(np.uint64)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        return np.where(np.isnan(values), np.uint16(0x7FC0), rounded)
+    return values.astype(STORAGE[dtype])
+
+
+def decode(bits, dtype):
+    """storage bits -> float64 values (int32 stays integral)."""
+    if dtype == "bfloat16":
+        return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return bits.astype(np.float64)
+
+
+def view_of(buffer, entry):
+    """The operand's strided window onto its host buffer."""
+    size = buffer.itemsize
+    return np.lib.stride_tricks.as_strided(buffer[entry["offset"]:], shape=tuple(entry["shape"]),
+                                           strides=tuple(s * size for s in entry["strides"]))
+
+
+def _input_values(case, entry, rng):
+    shape, name = tuple(entry["shape"]), entry["name"]
+    if name in ("cos", "sin"):
+        angles = rng.uniform(0, 2 * np.pi, size=shape)
+        return np.cos(angles) if name == "cos" else np.sin(angles)
+    if name == "weight" and case["template"] == "matmul":
+        return rng.standard_normal(shape) / np.sqrt(shape[0])
+    if name == "weight":
+        return 1.0 + 0.2 * rng.standard_normal(shape)
+    if name in ("bias", "residual"):
+        return 0.5 * rng.standard_normal(shape)
+    return rng.standard_normal(shape)
+
+
+def make_buffers(case, rng):
+    """Host buffers (storage bits) of every operand: inputs random, outputs NaN, caches random."""
+    buffers = {}
+    for entry in case["operands"]:
+        dtype = entry["dtype"]
+        if dtype == "int32":
+            buffer = np.zeros(entry["buffer"], dtype=np.int32)
+            view_of(buffer, entry)[...] = np.asarray(entry["values"], dtype=np.int32).reshape(entry["shape"])
+        elif entry["role"] == "out":
+            buffer = encode(np.full(entry["buffer"], np.nan), dtype)
+        else:
+            buffer = encode(rng.standard_normal(entry["buffer"]), dtype)
+            if entry["role"] == "in":
+                view_of(buffer, entry)[...] = encode(_input_values(case, entry, rng), dtype)
+        buffers[entry["name"]] = buffer
+    return buffers
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def _layernorm(x, weight, bias, eps):
+    centered = x - x.mean(axis=-1, keepdims=True)
+    return centered / np.sqrt((centered ** 2).mean(axis=-1, keepdims=True) + eps) * weight + bias
+
+
+def _rmsnorm(x, weight, eps, group):
+    runs = x.reshape(x.shape[0], -1, group)
+    return (runs / np.sqrt((runs ** 2).mean(axis=-1, keepdims=True) + eps) * weight).reshape(x.shape)
+
+
+def _ref_embed(c, v):
+    tokens = v["tokens"].astype(np.int64)
+    batch, seq = tokens.shape
+    values = v["table"][tokens.reshape(-1)]
+    if c["positions"]:
+        positions = (v["start_pos"].astype(np.int64)[:, None] + np.arange(seq)[None, :]).reshape(-1)
+        values = values + v["pos_table"][positions]
+    return {"out": values}
+
+
+def _ref_layernorm(c, v):
+    return {"out": _layernorm(v["x"], v["weight"], v["bias"], c["eps"])}
+
+
+def _ref_rmsnorm(c, v):
+    return {"out": _rmsnorm(v["x"], v["weight"], c["eps"], c["group"])}
+
+
+def _ref_add_norm(c, v):
+    total = decode(encode(v["a"] + v["b"], c["dtype"]), c["dtype"])  # the kernel normalizes the stored sum
+    if c["norm"] == "layernorm":
+        normed = _layernorm(total, v["weight"], v["bias"], c["eps"])
+    else:
+        normed = _rmsnorm(total, v["weight"], c["eps"], total.shape[1])
+    return {"sum_out": total, "norm_out": normed}
+
+
+def _ref_matmul(c, v):
+    acc = v["x"] @ v["weight"]
+    for step in c["epilogue"]:
+        if step == "bias":
+            acc = acc + v["bias"]
+        elif step == "gelu":
+            acc = _gelu(acc)
+        elif step == "residual":
+            acc = acc + v["residual"]
+        elif step == "silu_mul":
+            half = acc.shape[1] // 2
+            acc = _silu(acc[:, :half]) * acc[:, half:]
+    return {"out": acc}
+
+
+def _ref_rope(c, v):
+    heads, head_dim, seq = c["heads"], c["head_dim"], c["seq"]
+    rows = v["x"].shape[0]
+    positions = (v["start_pos"].astype(np.int64)[:, None] + np.arange(seq)[None, :]).reshape(-1)
+    cos, sin = v["cos"][positions][:, None, :], v["sin"][positions][:, None, :]
+    x = v["x"].reshape(rows, heads, head_dim)
+    first, second = x[..., :head_dim // 2], x[..., head_dim // 2:]
+    rotated = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+    return {"out": rotated.reshape(rows, heads * head_dim)}
+
+
+def _ref_kv_append(c, v):
+    k_cache, v_cache = v["k_cache"].copy(), v["v_cache"].copy()
+    kv_heads, head_dim, seq = c["kv_heads"], c["head_dim"], c["seq"]
+    for b, (start, length) in enumerate(zip(v["start_pos"].astype(int), v["seq_lens"].astype(int))):
+        for s in range(length):
+            k_cache[b, :, start + s] = v["k"][b * seq + s].reshape(kv_heads, head_dim)
+            v_cache[b, :, start + s] = v["v"][b * seq + s].reshape(kv_heads, head_dim)
+    return {"k_cache": k_cache, "v_cache": v_cache}
+
+
+def _ref_attention(c, v):
+    heads, kv_heads, head_dim, seq = c["heads"], c["kv_heads"], c["head_dim"], c["seq"]
+    group = heads // kv_heads
+    out = np.zeros_like(v["q"])
+    for b, (start, length) in enumerate(zip(v["start_pos"].astype(int), v["seq_lens"].astype(int))):
+        for s in range(length):
+            row, last = b * seq + s, start + s
+            for head in range(heads):
+                query = v["q"][row, head * head_dim:(head + 1) * head_dim]
+                keys = v["k_cache"][b, head // group, :last + 1]
+                scores = keys @ query * c["scale"]
+                weights = np.exp(scores - scores.max())
+                out[row, head * head_dim:(head + 1) * head_dim] = weights @ v["v_cache"][b, head // group, :last + 1] \
+                    / weights.sum()
+    return {"out": out}
+
+
+REFERENCES = {"embed": _ref_embed, "layernorm": _ref_layernorm, "rmsnorm": _ref_rmsnorm, "add_norm": _ref_add_norm,
+              "matmul": _ref_matmul, "gelu": lambda c, v: {"out": _gelu(v["x"])},
+              "silu_mul": lambda c, v: {"out": _silu(v["gate"]) * v["up"]},
+              "add": lambda c, v: {"out": v["a"] + v["b"]}, "rope": _ref_rope, "kv_append": _ref_kv_append,
+              "attention": _ref_attention}
+
+
+def reference_outputs(case, buffers):
+    """{output operand name: expected float64 values} from the inputs' stored values."""
+    values = {e["name"]: decode(view_of(buffers[e["name"]], e), e["dtype"]) for e in case["operands"]}
+    return REFERENCES[case["template"]](case["constants"], values)
+
+
+def check_outputs(case, before, after, expected):
+    """Every output view within the case's tolerance; its buffer's other bytes untouched."""
+    for entry in case["operands"]:
+        name = entry["name"]
+        if name not in expected:
+            continue
+        outside = np.ones(entry["buffer"], dtype=bool)
+        view_of(outside, entry)[...] = False
+        bits = f"u{before[name].itemsize}"  # compare bits: the poison is NaN
+        assert np.array_equal(after[name][outside].view(bits), before[name][outside].view(bits)), \
+            f"{case['name']}: wrote {name} outside its view"
+        actual = decode(view_of(after[name], entry), entry["dtype"])
+        if case["template"] == "kv_append":  # a copy in the same dtype: bit exact
+            mismatched = np.argwhere(actual != expected[name])
+            assert mismatched.size == 0, f"{case['name']}: {name} differs at [b, h, pos, d] = {mismatched[:4].tolist()}"
+            continue
+        scale = max(float(np.abs(expected[name]).max()), 1e-6)
+        error = float(np.nan_to_num(np.abs(actual - expected[name]), nan=np.inf).max()) / scale
+        assert error < case["tolerance"], f"{case['name']}: {name} rel err {error:.3g} >= {case['tolerance']}"
+
+
+def pack_args(case, device_buffers):
+    """Kernel arguments: per array (pointer u64, shape int32 x ndim, stride int32 x ndim)."""
+    args = []
+    for entry in case["operands"]:
+        pointer = device_buffers[entry["name"]].data.ptr + entry["offset"] * ITEMSIZE[entry["dtype"]]
+        args.append(np.uint64(pointer))
+        args.extend(np.int32(n) for n in entry["shape"])
+        args.extend(np.int32(s) for s in entry["strides"])
+    return tuple(args)
+
+
+@pytest.mark.parametrize("case", STANDALONE_CASES, ids=[c["name"] if c else "no-cubins" for c in STANDALONE_CASES])
+def test_standalone_kernel(case):
+    if case is None:
+        pytest.skip("set CGC_GPU_CUBINS to a folder written by tests/gpu/export_test_cubins.py")
+    sm = int(cupy.cuda.Device().compute_capability)
+    if sm != case["sm"]:
+        pytest.skip(f"cubins are for sm_{case['sm']}, this GPU is sm_{sm}")
+    rng = np.random.default_rng(zlib.crc32(case["name"].encode()))
+    before = make_buffers(case, rng)
+    expected = reference_outputs(case, before)
+    device = {name: cupy.asarray(buffer) for name, buffer in before.items()}
+    module = cupy.cuda.function.Module()
+    with open(os.path.join(CUBIN_DIR, case["cubin"]), "rb") as handle:
+        module.load(handle.read())
+    function = module.get_function(case["symbol"])
+    function(tuple(case["grid"]), (case["block"], 1, 1), pack_args(case, device))
+    cupy.cuda.runtime.deviceSynchronize()
+    after = {name: buffer.get() for name, buffer in device.items()}
+    check_outputs(case, before, after, expected)

@@ -1,0 +1,261 @@
+"""Export every standalone kernel case of tests/gpu/test_kernels_gpu.py into a folder, for one SM.
+
+Run on any machine with cuda-tile (no GPU needed), carry the folder to the GPU machine:
+
+    python -m tests.gpu.export_test_cubins --sm 90 --out artifacts/gpu_cubins
+    CGC_GPU_CUBINS=artifacts/gpu_cubins python -m pytest -m gpu tests/gpu/test_kernels_gpu.py
+
+The folder holds one `<case>.cubin` per case and `manifest.json`: for each case its template,
+full constants (tiles included), entry symbol, block size (EIATTR_REQNTID), grid, tolerance and
+operands. An operand is a strided view into a buffer of its own: `shape`, `strides` (elements),
+`offset` (elements from the buffer start, the column offset of a slice) and `buffer` (elements
+to allocate); int32 operands carry their `values`. `role` is `in`, `out` (poisoned with NaN
+before the launch) or `inout` (the KV cache: random history, updated in place).
+"""
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+REGION_ALIGN = 256    # cupy allocations are at least this aligned (bytes)
+STRIDE_FACT_CAP = 16  # as compiler/specialize.py: enough to prove 16-byte strides
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
+
+# rel. error bounds (max |gpu - ref| / max |ref|); fp32 matmul and prefill attention run in TF32,
+# GELU/SiLU may use approximate tanh/exp
+EXACT, TRANSCENDENTAL, TENSOR_CORE, HALF = 1e-4, 1e-3, 5e-3, 2e-2
+
+
+def operand(name, dtype, shape, role="in", parent_cols=None, column=0, values=None):
+    """A view of `shape` into its own buffer whose rows are `parent_cols` wide, starting at `column`."""
+    shape = list(shape)
+    width = parent_cols or shape[-1]
+    strides = [1] * len(shape)
+    if len(shape) > 1:
+        strides[-2] = width
+        for axis in range(len(shape) - 3, -1, -1):
+            strides[axis] = strides[axis + 1] * shape[axis + 1]
+    buffer = column + sum((n - 1) * s for n, s in zip(shape, strides)) + 1 if all(shape) else column + 1
+    entry = {"name": name, "dtype": dtype, "shape": shape, "strides": strides, "offset": column,
+             "buffer": buffer, "role": role}
+    if values is not None:
+        entry["values"] = [int(v) for v in values]
+    return entry
+
+
+def _ints(name, values):
+    return operand(name, "int32", [len(values)], values=values)
+
+
+def _tolerance(dtype, fp32_bound):
+    return fp32_bound if dtype == "float32" else HALF
+
+
+def _embed_cases():
+    cases = []
+    for dtype, vocab, width, positions, batch, seq in (("float32", 50257, 48, True, 1, 37),
+                                                       ("float16", 300, 192, False, 2, 19),
+                                                       ("bfloat16", 1000, 3584, True, 2, 19)):
+        tokens = [(i * 7919 + 13) % vocab for i in range(batch * seq)]
+        tokens[-1] = vocab - 1
+        ops = [operand("tokens", "int32", [batch, seq], values=tokens), _ints("start_pos", [3, 0][:batch]),
+               operand("table", dtype, [vocab, width])]
+        if positions:
+            ops.append(operand("pos_table", dtype, [64, width]))
+        ops.append(operand("out", dtype, [batch * seq, width], "out", parent_cols=width + 16))
+        cases.append((f"embed-{dtype}-v{vocab}-d{width}", "embed", {"dtype": dtype, "positions": positions}, ops,
+                      _tolerance(dtype, EXACT)))
+    return cases
+
+
+def _norm_cases():
+    cases = []
+    for dtype, width in (("float32", 48), ("float16", 192), ("bfloat16", 3584), ("float16", 48)):
+        ops = [operand("x", dtype, [37, width], parent_cols=width * 3), operand("weight", dtype, [width]),
+               operand("bias", dtype, [width]), operand("out", dtype, [37, width], "out")]
+        cases.append((f"layernorm-{dtype}-d{width}", "layernorm", {"dtype": dtype, "eps": 1e-5}, ops,
+                      _tolerance(dtype, EXACT)))
+    for dtype, width, group in (("float32", 192, 192), ("bfloat16", 48, 48), ("float16", 192, 64),
+                                ("float32", 48, 16), ("bfloat16", 3584, 3584)):
+        ops = [operand("x", dtype, [37, width], parent_cols=width + 64, column=32), operand("weight", dtype, [group]),
+               operand("out", dtype, [37, width], "out", parent_cols=width + 64, column=32)]
+        cases.append((f"rmsnorm-{dtype}-d{width}-g{group}", "rmsnorm", {"dtype": dtype, "eps": 1e-6, "group": group},
+                      ops, _tolerance(dtype, EXACT)))
+    for dtype, width, norm in (("float32", 48, "layernorm"), ("float16", 192, "rmsnorm"),
+                               ("bfloat16", 192, "layernorm"), ("float32", 3584, "rmsnorm")):
+        ops = [operand("a", dtype, [37, width]), operand("b", dtype, [37, width]), operand("weight", dtype, [width])]
+        if norm == "layernorm":
+            ops.append(operand("bias", dtype, [width]))
+        ops += [operand("sum_out", dtype, [37, width], "out"), operand("norm_out", dtype, [37, width], "out")]
+        cases.append((f"add_norm-{norm}-{dtype}-d{width}", "add_norm", {"dtype": dtype, "eps": 1e-5, "norm": norm},
+                      ops, _tolerance(dtype, EXACT)))
+    return cases
+
+
+def _matmul_cases():
+    cases = []
+    for dtype, rows, inner, columns, epilogue in (
+            ("float16", 37, 48, 50257, ()),                          # lm head, odd vocab
+            ("float32", 37, 192, 576, ("bias",)),                    # qkv with bias, TF32
+            ("bfloat16", 37, 192, 768, ("bias", "gelu")),            # mlp up
+            ("float16", 37, 768, 192, ("bias", "residual")),         # mlp down + residual
+            ("float32", 37, 48, 2 * 136, ("silu_mul",)),             # gate+up, odd N'
+            ("bfloat16", 2, 192, 2 * 512, ("silu_mul",)),            # decode-shaped gate+up
+            ("float16", 2, 192, 50257, ()),                          # decode lm head
+            ("float32", 3, 48, 200, ("bias", "gelu", "residual")),   # decode, every fused step
+            ("float16", 300, 192, 192, ("residual",))):              # several row tiles
+        out_cols = columns // 2 if "silu_mul" in epilogue else columns
+        ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8), operand("weight", dtype, [inner, columns])]
+        if "bias" in epilogue:
+            ops.append(operand("bias", dtype, [columns]))
+        if "residual" in epilogue:
+            ops.append(operand("residual", dtype, [rows, out_cols]))
+        ops.append(operand("out", dtype, [rows, out_cols], "out"))
+        name = f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}"
+        constants = {"dtype": dtype, "out_dtype": dtype, "epilogue": list(epilogue)}
+        cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
+    return cases
+
+
+def _elementwise_cases():
+    cases = []
+    for template, inputs, bound in (("gelu", ["x"], TRANSCENDENTAL), ("silu_mul", ["gate", "up"], TRANSCENDENTAL),
+                                    ("add", ["a", "b"], EXACT)):
+        for dtype, width in (("float32", 48), ("float16", 192), ("bfloat16", 3584)):
+            ops = [operand(name, dtype, [37, width], parent_cols=width * 2, column=width if i else 0)
+                   for i, name in enumerate(inputs)]
+            ops.append(operand("out", dtype, [37, width], "out"))
+            cases.append((f"{template}-{dtype}-d{width}", template, {"dtype": dtype}, ops, _tolerance(dtype, bound)))
+    return cases
+
+
+def _rope_cases():
+    cases = []
+    for dtype, heads, head_dim in (("float32", 3, 16), ("float16", 4, 64), ("bfloat16", 2, 128), ("float16", 6, 32)):
+        width = heads * head_dim
+        ops = [operand("x", dtype, [38, width], parent_cols=width + 64), _ints("start_pos", [0, 7]),
+               operand("cos", "float32", [64, head_dim // 2]), operand("sin", "float32", [64, head_dim // 2]),
+               operand("out", dtype, [38, width], "out", parent_cols=width + 64)]
+        constants = {"dtype": dtype, "heads": heads, "head_dim": head_dim, "seq": 19}
+        cases.append((f"rope-{dtype}-h{heads}-d{head_dim}", "rope", constants, ops, _tolerance(dtype, EXACT)))
+    return cases
+
+
+def _kv_append_cases():
+    cases = []
+    for dtype, kv_heads, head_dim, seq, starts, lengths in (("float32", 3, 16, 19, [0, 7], [19, 11]),
+                                                            ("float16", 2, 64, 19, [5, 0], [13, 19]),
+                                                            ("bfloat16", 1, 128, 19, [40, 3], [19, 0]),
+                                                            ("float16", 2, 32, 1, [0, 30, 63], [1, 1, 0])):
+        batch, width = len(starts), kv_heads * head_dim
+        qkv_cols = width * 4
+        ops = [operand("k", dtype, [batch * seq, width], parent_cols=qkv_cols, column=width * 2),
+               operand("v", dtype, [batch * seq, width], parent_cols=qkv_cols, column=width * 3),
+               _ints("start_pos", starts), _ints("seq_lens", lengths),
+               operand("k_cache", dtype, [batch, kv_heads, 64, head_dim], "inout"),
+               operand("v_cache", dtype, [batch, kv_heads, 64, head_dim], "inout")]
+        constants = {"dtype": dtype, "kv_heads": kv_heads, "head_dim": head_dim, "seq": seq}
+        cases.append((f"kv_append-{dtype}-kvh{kv_heads}-d{head_dim}-s{seq}", "kv_append", constants, ops,
+                      _tolerance(dtype, EXACT)))
+    return cases
+
+
+def _attention_cases():
+    cases = []
+    for phase, dtype, heads, kv_heads, head_dim, starts, lengths in (
+            ("prefill", "float32", 3, 3, 16, [0, 7], [19, 11]),
+            ("prefill", "float16", 4, 2, 64, [0, 20], [19, 19]),
+            ("prefill", "bfloat16", 2, 1, 128, [30, 0], [7, 19]),
+            ("prefill", "float16", 6, 3, 32, [0, 0], [19, 0]),
+            ("decode", "float32", 3, 3, 16, [0, 30, 63], [1, 1, 0]),
+            ("decode", "float16", 4, 2, 64, [5, 62, 17], [1, 1, 1]),
+            ("decode", "bfloat16", 2, 1, 128, [0, 40, 9], [1, 0, 1]),
+            ("decode", "float16", 6, 3, 32, [63, 1, 33], [1, 1, 1])):
+        batch = len(starts)
+        seq = 1 if phase == "decode" else 19
+        width, kv_width = heads * head_dim, kv_heads * head_dim
+        qkv_cols = width + 2 * kv_width
+        ops = [operand("q", dtype, [batch * seq, width], parent_cols=qkv_cols),
+               operand("k_cache", dtype, [batch, kv_heads, 64, head_dim]),
+               operand("v_cache", dtype, [batch, kv_heads, 64, head_dim]),
+               _ints("start_pos", starts), _ints("seq_lens", lengths),
+               operand("out", dtype, [batch * seq, width], "out")]
+        constants = {"dtype": dtype, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "seq": seq,
+                     "scale": head_dim ** -0.5, "phase": phase}
+        bound = TENSOR_CORE if phase == "prefill" else TRANSCENDENTAL
+        cases.append((f"attention-{phase}-{dtype}-h{heads}-kvh{kv_heads}-d{head_dim}", "attention", constants, ops,
+                      _tolerance(dtype, bound)))
+    return cases
+
+
+def all_cases():
+    """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case."""
+    return (_embed_cases() + _norm_cases() + _matmul_cases() + _elementwise_cases() + _rope_cases()
+            + _kv_append_cases() + _attention_cases())
+
+
+def _power_of_two_dividing(value, cap):
+    if value == 0:
+        return cap
+    result = 1
+    while result < cap and value % (result * 2) == 0:
+        result *= 2
+    return result
+
+
+def signature_of(entry):
+    """(dtype, ndim, base alignment, stride divisibility) facts that hold for this test's buffers."""
+    base = _power_of_two_dividing(entry["offset"] * ITEMSIZE[entry["dtype"]], REGION_ALIGN)
+    strides = tuple(_power_of_two_dividing(s, STRIDE_FACT_CAP) for s in entry["strides"][:-1])
+    return (entry["dtype"], len(entry["shape"]), base, strides)
+
+
+def export_case(case, sm, out_dir, cache_dir):
+    """Export one case; returns its manifest entry."""
+    from compiler import cutile_export
+    from compiler.tiles import choose_tiles
+    name, template, constants, ops, bound = case
+    shapes = [tuple(o["shape"]) for o in ops]
+    generic = {**constants, "epilogue": tuple(constants["epilogue"])} if "epilogue" in constants else constants
+    full = {**generic, **choose_tiles(sm, template, generic, shapes)}
+    started = time.perf_counter()
+    kernel = cutile_export.export_cubin(template, full, [signature_of(o) for o in ops], sm, cache_dir)
+    seconds = time.perf_counter() - started
+    cubin_name = f"{name}.cubin"
+    with open(os.path.join(out_dir, cubin_name), "wb") as handle:
+        handle.write(kernel.cubin)
+    grid = cutile_export.launch_grid(template, full, shapes)
+    return {"name": name, "template": template, "constants": full, "sm": sm, "symbol": kernel.symbol,
+            "block": kernel.block_threads, "grid": [int(g) for g in grid], "cubin": cubin_name, "tolerance": bound,
+            "operands": ops, "export_seconds": round(seconds, 3)}
+
+
+def export_all(sm, out_dir, cache_dir, workers=2):
+    """Export every case for `sm` into `out_dir` and write its manifest."""
+    os.makedirs(out_dir, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        entries = list(pool.map(lambda case: export_case(case, sm, out_dir, cache_dir), all_cases()))
+    manifest = {"format": "cgc-gpu-test-cubins", "version": 1, "sm": sm, "cases": entries}
+    with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1)
+    return manifest
+
+
+def main():
+    parser = argparse.ArgumentParser(description="export the standalone GPU kernel test cases")
+    parser.add_argument("--sm", type=int, default=90)
+    parser.add_argument("--out", default=os.path.join("artifacts", "gpu_cubins"))
+    parser.add_argument("--cache-dir", default=os.environ.get("CGC_CACHE_DIR", os.path.join("artifacts", "cache")))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    manifest = export_all(args.sm, args.out, args.cache_dir)
+    for entry in manifest["cases"]:
+        print(f"{entry['name']:<48} block {entry['block']:>4}  grid {str(tuple(entry['grid'])):<16} "
+              f"{entry['export_seconds']:6.2f} s")
+    print(f"{len(manifest['cases'])} cases for sm_{args.sm} in {time.perf_counter() - started:.1f} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
