@@ -19,8 +19,8 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-REGION_ALIGN = 256    # cupy allocations are at least this aligned (bytes)
-STRIDE_FACT_CAP = 16  # as compiler/specialize.py: enough to prove 16-byte strides
+from compiler.specialize import alignment_facts
+
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
 # rel. error bounds (max |gpu - ref| / max |ref|); fp32 matmul and prefill attention run in TF32,
@@ -196,20 +196,11 @@ def all_cases():
             + _kv_append_cases() + _attention_cases())
 
 
-def _power_of_two_dividing(value, cap):
-    if value == 0:
-        return cap
-    result = 1
-    while result < cap and value % (result * 2) == 0:
-        result *= 2
-    return result
-
-
 def signature_of(entry):
     """(dtype, ndim, base alignment, stride divisibility) facts that hold for this test's buffers."""
-    base = _power_of_two_dividing(entry["offset"] * ITEMSIZE[entry["dtype"]], REGION_ALIGN)
-    strides = tuple(_power_of_two_dividing(s, STRIDE_FACT_CAP) for s in entry["strides"][:-1])
-    return (entry["dtype"], len(entry["shape"]), base, strides)
+    operand = {**entry, "offset": entry["offset"] * ITEMSIZE[entry["dtype"]]}
+    dtype, ndim, base, strides = alignment_facts(operand)
+    return (dtype, ndim, base, tuple(strides))
 
 
 def export_case(case, sm, out_dir, cache_dir):
