@@ -34,8 +34,7 @@ def _default_sms():
     if not gpu_available():
         return ()
     import cupy
-    major, minor = cupy.cuda.Device().compute_capability[:1], cupy.cuda.Device().compute_capability[1:]
-    return (int(major + minor),)
+    return (int(cupy.cuda.Device().compute_capability),)
 
 
 def _compile(args):

@@ -17,8 +17,6 @@ from functools import lru_cache
 
 import jinja2
 
-from compiler.tiles import launch_grid  # noqa: F401  (re-exported: the grid each exported kernel expects)
-
 EIATTR_REQNTID = 0x10
 EIATTR_KPARAM_INFO = 0x17
 EIATTR_KPARAM_INFO_V2 = 0x45

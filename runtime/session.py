@@ -25,7 +25,8 @@ def open_plan(path, device="auto", quiet=False):
         from runtime.cupy_executor import CupyExecutor
         return CupyExecutor(plan)
     if not quiet:
-        reason = "no GPU found" if device == "auto" else "--device cpu"
+        reason = ("--device cpu" if device == "cpu" else
+                  "the plan has no GPU kernels (compile with --sm)" if not plan["targets"] else "no GPU found")
         print(f"cgc: {reason}: running on the CPU with the NumPy executor (slow)", file=sys.stderr)
     from runtime.numpy_executor import NumpyExecutor
     return NumpyExecutor(plan)

@@ -9,8 +9,8 @@ pytest.importorskip("cuda.tile")
 
 from compiler import cutile_export  # noqa: E402
 from compiler.cutile_export import (KernelExportError, KernelKey, block_threads, export_cubin,  # noqa: E402
-                                    launch_grid, parameter_sizes, render, symbols)
-from compiler.tiles import choose_tiles  # noqa: E402
+                                    parameter_sizes, render, symbols)
+from compiler.tiles import choose_tiles, launch_grid  # noqa: E402
 
 F16 = "float16"
 I32 = "int32"

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from compiler.specialize import alignment_facts
+from compiler.tiles import launch_grid
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
@@ -217,7 +218,7 @@ def export_case(case, sm, out_dir, cache_dir):
     cubin_name = f"{name}.cubin"
     with open(os.path.join(out_dir, cubin_name), "wb") as handle:
         handle.write(kernel.cubin)
-    grid = cutile_export.launch_grid(template, full, shapes)
+    grid = launch_grid(template, full, shapes)
     return {"name": name, "template": template, "constants": full, "sm": sm, "symbol": kernel.symbol,
             "block": kernel.block_threads, "grid": [int(g) for g in grid], "cubin": cubin_name, "tolerance": bound,
             "operands": ops, "export_seconds": round(seconds, 3)}
