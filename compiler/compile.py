@@ -63,6 +63,7 @@ def compile_plan(graph_path, output_path, options, log=None):
         "limits": {"max_batch": options.max_batch, "max_seq": options.max_seq,
                    "prefill_buckets": sorted(set(options.prefill_buckets))},
         "regions": {"arena": lowering.arena_bytes, "io": lowering.io_bytes, "kv": lowering.kv_bytes,
+                    "scratch": lowering.scratch_bytes,
                     "weights": lowering.weights_bytes},
         "buffers": {key: graph.buffers[key] for key in ("arena_row_bytes", "naive_row_bytes")},
         "weights": weights,

@@ -1,7 +1,9 @@
 """Lower a scheduled graph to programs of kernel launches over memory regions.
 
 Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's inputs and
-outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights).
+outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights),
+`scratch` (split-K partial sums and tile counters, shared by every decode matmul: launches run
+one after another, and each leaves its counters at zero).
 Every operand is {region, offset (bytes), shape, strides (elements), dtype}. Kernel specs
 (template + constants + operand signature) are deduplicated across layers and programs.
 """
@@ -13,6 +15,9 @@ from compiler.ir import Weight
 from runtime.dtypes import itemsize
 
 ALIGN = 256
+SPLIT_K_LIMIT = 16       # most K splits a decode matmul's workspace is sized for
+SPLIT_K_MAX_COLUMNS = 16384  # wider decode matmuls (LM heads) have CTAs enough without splitting
+COUNTER_TILE = 16        # smallest matmul tile edge: sizes the per-tile counters
 ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
 
 
@@ -72,6 +77,7 @@ class Lowering:
         self.kv_layout, self.kv_bytes = self._layout_kv()
         self.io_bytes = 0
         self.arena_bytes = 0
+        self.scratch_bytes = 0
 
     def _add_rope_tables(self):
         for op in self.graph.ops:
@@ -147,6 +153,8 @@ class _ProgramLowering:
         self.graph = lowering.graph
         self.shape = shape
         self.rows = shape.batch * shape.seq
+        self.decode = shape.seq == 1
+        self.fused_norms = self._fused_norms()
         self.io = {}
         io_offset = lowering.io_bytes
         io_shapes = {"tokens": ([shape.batch, shape.seq], "int32"), "start_pos": ([shape.batch], "int32"),
@@ -169,6 +177,17 @@ class _ProgramLowering:
         arena = self.rows * self.graph.buffers["arena_row_bytes"]
         lowering.arena_bytes = max(lowering.arena_bytes, _align(arena))
 
+    def _splits_k(self, op):
+        """Decode matmuls get a split-K workspace unless wide enough (an LM head) to fill the GPU."""
+        return self.decode and op.attrs["features"] <= SPLIT_K_MAX_COLUMNS
+
+    def _fused_norms(self):
+        """Norms every reader of which normalizes in its prologue (decode matmuls with a workspace;
+        an LM head's 800+ CTAs would each redo the row statistics)."""
+        by_name = {op.name: op for op in self.graph.ops}
+        return {op.name for op in self.graph.ops
+                if op.attrs.get("prologue_of") and all(self._splits_k(by_name[name]) for name in op.attrs["prologue_of"])}
+
     def operand(self, tensor_name):
         if tensor_name in self.io:
             return self.io[tensor_name]
@@ -186,6 +205,8 @@ class _ProgramLowering:
     def run(self):
         launches = []
         for op in self.graph.ops:
+            if op.name in self.fused_norms:
+                continue  # each reading matmul normalizes its rows itself
             lower = getattr(self, f"_{op.kind}", None)
             if lower is None:
                 raise CompileError(f"{op.describe()}: no kernel lowers op '{op.kind}'")
@@ -231,15 +252,41 @@ class _ProgramLowering:
         epilogue = tuple(op.attrs.get("epilogue", ()))
         if "bias" in op.weights and "bias" not in epilogue:
             epilogue = ("bias", *epilogue)  # a linear's own bias is always applied
-        operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight")]
+        constants = {**self._base(), "epilogue": epilogue}
+        prologue = op.attrs.get("prologue")
+        if prologue and prologue["op"] in self.fused_norms:
+            operands = [self.operand(op.inputs["norm_x"]), *self._weights(op, "norm_weight", "norm_bias")]
+            constants.update(prologue=prologue["norm"], eps=prologue["eps"])
+        else:
+            operands = [self.operand(op.inputs["x"])]
+        weight = self.lowering.weight_operand(op.weights["weight"])
+        if "silu_mul" in epilogue:  # [K, gate | up]: two views, so each half keeps its own aligned base
+            half = weight["shape"][1] // 2
+            gate = {**weight, "shape": [weight["shape"][0], half]}
+            up = {**gate, "offset": weight["offset"] + half * itemsize(weight["dtype"])}
+            operands += [gate, up]
+        else:
+            operands.append(weight)
         if "bias" in epilogue:
             operands += self._weights(op, "bias")
         if "residual" in epilogue:
             operands.append(self.operand(op.inputs["residual"]))
         out = self.operand(op.outputs[0])
         operands.append(out)
-        constants = {**self._base(), "out_dtype": out["dtype"], "epilogue": epilogue}
+        constants["out_dtype"] = out["dtype"]
+        if self._splits_k(op):
+            operands += self._split_k_workspace(out["shape"][1], 2 if "silu_mul" in epilogue else 1)
+            constants["workspace"] = True
         yield "matmul", constants, operands
+
+    def _split_k_workspace(self, columns, parts):
+        """Partials [SPLIT_K_LIMIT, parts, T, N] fp32 and per-tile counters, at the start of `scratch`."""
+        tiles = -(-self.rows // COUNTER_TILE) * -(-columns // COUNTER_TILE)
+        counters = _operand("scratch", 0, [tiles], "int32")
+        partials = _operand("scratch", _align(4 * tiles), [SPLIT_K_LIMIT, parts, self.rows, columns], "float32")
+        end = partials["offset"] + 4 * SPLIT_K_LIMIT * parts * self.rows * columns
+        self.lowering.scratch_bytes = max(self.lowering.scratch_bytes, _align(end))
+        return [partials, counters]
 
     def _split(self, op):
         return ()
@@ -253,14 +300,11 @@ class _ProgramLowering:
     def _attention(self, op):
         k_cache, v_cache = self.lowering.kv_layout[op.name]
         heads = {"kv_heads": op.attrs["kv_heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
-        yield "kv_append", {**self._base(), **heads}, [
-            self.operand(op.inputs["k"]), self.operand(op.inputs["v"]), self.io["start_pos"], self.io["seq_lens"],
-            k_cache, v_cache]
         constants = {**self._base(), **heads, "heads": op.attrs["heads"], "scale": op.attrs["scale"],
                      "phase": "prefill" if self.shape.seq > 1 else "decode"}
         yield "attention", constants, [
-            self.operand(op.inputs["q"]), k_cache, v_cache, self.io["start_pos"], self.io["seq_lens"],
-            self.operand(op.outputs[0])]
+            self.operand(op.inputs["q"]), self.operand(op.inputs["k"]), self.operand(op.inputs["v"]), k_cache, v_cache,
+            self.io["start_pos"], self.io["seq_lens"], self.operand(op.outputs[0])]
 
     def _elementwise(self, template, op, roles):
         operands = [self.operand(op.inputs[r]) for r in roles] + [self.operand(op.outputs[0])]

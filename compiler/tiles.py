@@ -15,11 +15,15 @@ TABLE = {
     (None, "decode"): {"tile_m": 16, "tile_n": 64, "tile_k": 128},
     (None, "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
 }
-# Prefill candidates, with a relative per-element efficiency of each tile (measured on the H100:
-# 64x128 tiles ran the gpt2 layers 6% faster overall than 128x128; 128x256 and 256x128 ran 10x
-# slower, spilling). The heuristic picks the candidate with the fewest weighted wave-elements.
-PREFILL_CANDIDATES = ((128, 128, 1.0), (64, 128, 0.9), (64, 64, 0.7))
+# Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
+# the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
+# MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
+# projections; 128x256 and 256x128 ran 10x slower (spills). The heuristic picks the candidate
+# with the fewest weighted wave-elements.
+PREFILL_CANDIDATES = ((128, 128, 1.0, 2), (64, 128, 0.9, 1), (64, 64, 0.7, 1))
 SM_COUNT = {80: 108, 86: 84, 89: 128, 90: 132, 100: 148, 120: 84, 121: 48}
+SPLIT_K_MIN_TILES = 24  # decode matmuls with fewer K tiles run unsplit (see _split_k)
+STATS_BLOCK = 1024  # columns per tile of a matmul norm prologue's statistics pass
 ROW_ELEMENTS = 8192  # a row-kernel CTA handles about this many elements (gpt2 LayerNorm: 8 rows
                      # of 1024 ran 30% faster than 4 rows, 1 row twice as slow)
 
@@ -66,10 +70,19 @@ def _chosen_tiles(sm, template, constants, shapes):
         kind = shape_class(rows)
         tiles = dict(TABLE.get((sm, kind)) or TABLE[(None, kind)])
         if kind == "prefill" and (sm, kind) not in TABLE:
-            tiles.update(_fill_waves(sm, rows, shapes[-1][1]))
-        tiles.update(_override(kind))
+            tiles.update(_fill_waves(sm, rows, _matmul_out(constants, shapes)[1], constants.get("dtype")))
+        override = _override(kind)
+        if override:  # an override names every hint it wants
+            tiles.pop("occupancy", None)
+            tiles.update(override)
         if constants.get("dtype") == "float32":
             tiles["tile_k"] = min(tiles["tile_k"], 32)  # fp32 tiles are twice the bytes
+        if constants.get("workspace"):
+            tiles.setdefault("split_k", _split_k(sm, rows, shapes, tiles))
+        else:
+            tiles.pop("split_k", None)
+        if constants.get("prologue"):  # row statistics read the rows in tiles of up to STATS_BLOCK
+            tiles["stats_block"] = min(pow2(shapes[0][1]), STATS_BLOCK)
         return tiles
     if template in ("layernorm", "add_norm"):
         block = pow2(shapes[0][1])
@@ -83,36 +96,55 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": min(1024, pow2(shapes[-1][1]))}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
-    if template == "kv_append":
-        return {"block": pow2(constants["head_dim"]), "tile_s": min(64, pow2(constants["seq"]))}
     if template == "attention":
         block_d = pow2(constants["head_dim"], 16)
-        # 128x128 score tiles were 15% faster than 64x64 for head_dim 64; larger heads keep 64
-        # to stay within registers
+        # head_dim 64 on the H100 (gpt2 prefill, B8 S128): 128 query rows x 64 keys per step ran
+        # attention in 142 us, 128x128 in 168, 64x64 in 218; larger heads keep 64 query rows to
+        # stay within registers. Decode: 128 keys per step for head_dim <= 64.
         wide = 128 if block_d <= 64 else 64
-        tiles = {"block_d": block_d, "tile_kv": wide if constants["phase"] == "prefill" else 64}
         if constants["phase"] == "prefill":
-            tiles["tile_q"] = min(wide, pow2(constants["seq"], 16))
-        return tiles
+            return {"block_d": block_d, "tile_q": min(wide, pow2(constants["seq"], 16)), "tile_kv": 64}
+        return {"block_d": block_d, "tile_kv": wide}
     return {}
 
 
-def _fill_waves(sm, rows, columns):
-    """Prefill tile that keeps the SMs busiest: waves of CTAs times tile size over efficiency."""
-    slots = SM_COUNT.get(sm, 132)
+def _split_k(sm, rows, shapes, tiles):
+    """K splits (a power of two: the last CTA loads every partial in one tile) for a decode matmul.
 
+    Measured on the H100 (decode, one row): a split costs ~4 us of fixed latency (partial store,
+    atomic, partial load), so it only pays off on long K: gpt2 mlp c_proj (K 3072) 9.4 -> 9.0 us
+    with 8 splits, while K 768 projections ran 2x slower split. Long-K matmuls split until the
+    CTAs cover the SMs once, within the K tiles and the workspace depth (shape[0] of partials)."""
+    k_tiles = _cdiv(shapes[0][1], tiles["tile_k"])
+    if k_tiles < SPLIT_K_MIN_TILES:
+        return 1
+    output_tiles = _cdiv(rows, tiles["tile_m"]) * _cdiv(shapes[-3][1], tiles["tile_n"])  # out precedes the workspace
+    wanted = min(shapes[-2][0], k_tiles, _cdiv(SM_COUNT.get(sm, 132), output_tiles))
+    split = 1
+    while split * 2 <= wanted:
+        split *= 2
+    return split
+
+
+def _fill_waves(sm, rows, columns, dtype):
+    """Prefill tile that keeps the SMs busiest: waves of CTAs times tile size over efficiency.
+    Two CTAs per SM were measured with 16-bit tiles only; fp32 (TF32) tiles keep one."""
     def cost(candidate):
-        tile_m, tile_n, efficiency = candidate
+        tile_m, tile_n, efficiency, occupancy = candidate
+        occupancy = 1 if dtype == "float32" else occupancy
         ctas = _cdiv(rows, tile_m) * _cdiv(columns, tile_n)
-        return _cdiv(ctas, slots) * tile_m * tile_n / efficiency
+        return _cdiv(ctas, SM_COUNT.get(sm, 132) * occupancy) * tile_m * tile_n / efficiency
 
-    tile_m, tile_n, _ = min(PREFILL_CANDIDATES, key=cost)
-    return {"tile_m": tile_m, "tile_n": tile_n}
+    tile_m, tile_n, _, occupancy = min(PREFILL_CANDIDATES, key=cost)
+    tiles = {"tile_m": tile_m, "tile_n": tile_n}
+    if occupancy > 1 and dtype != "float32":
+        tiles["occupancy"] = occupancy
+    return tiles
 
 
 def _override(kind):
-    """Matmul tiles from CGC_MATMUL_TILES="prefill=128x128x64:o2,decode=16x64x128" (tuning runs;
-    ":oN" asks for N CTAs per SM, ":cN" for clusters of N CTAs)."""
+    """Matmul tiles from CGC_MATMUL_TILES="prefill=128x128x64:o2,decode=16x64x128:s4" (tuning runs;
+    ":oN" asks for N CTAs per SM, ":cN" for clusters of N CTAs, ":sN" for N K-splits)."""
     for item in filter(None, os.environ.get("CGC_MATMUL_TILES", "").split(",")):
         name, _, spec = item.partition("=")
         if name.strip() != kind:
@@ -121,9 +153,14 @@ def _override(kind):
         tile_m, tile_n, tile_k = (int(v) for v in sizes.split("x"))
         tiles = {"tile_m": tile_m, "tile_n": tile_n, "tile_k": tile_k}
         for hint in hints:
-            tiles[{"o": "occupancy", "c": "num_ctas"}[hint[0]]] = int(hint[1:])
+            tiles[{"o": "occupancy", "c": "num_ctas", "s": "split_k"}[hint[0]]] = int(hint[1:])
         return tiles
     return {}
+
+
+def _matmul_out(constants, shapes):
+    """Shape of a matmul's output operand (the split-K workspace, if any, follows it)."""
+    return shapes[-3] if constants.get("workspace") else shapes[-1]
 
 
 def _cdiv(a, b):
@@ -134,7 +171,8 @@ def launch_grid(template, constants, shapes):
     """The (x, y, z) grid a specialized kernel expects for operand `shapes`."""
     rows = shapes[0][0]
     if template == "matmul":
-        return (_cdiv(rows, constants["tile_m"]), _cdiv(shapes[-1][1], constants["tile_n"]), 1)
+        columns = _matmul_out(constants, shapes)[1]
+        return (_cdiv(rows, constants["tile_m"]), _cdiv(columns, constants["tile_n"]), constants.get("split_k", 1))
     if template in ("layernorm", "add_norm"):
         return (_cdiv(rows, constants["rows"]), 1, 1)
     if template == "rmsnorm":
@@ -145,10 +183,8 @@ def launch_grid(template, constants, shapes):
         return (shapes[-1][0], _cdiv(shapes[-1][1], constants["block"]), 1)
     if template == "rope":
         return (rows, constants["heads"], 1)
-    if template == "kv_append":
-        return (_cdiv(constants["seq"], constants["tile_s"]), constants["kv_heads"], shapes[2][0])
     if template == "attention":
-        batch = shapes[3][0]
+        batch = shapes[5][0]  # start_pos
         if constants["phase"] == "prefill":
             return (_cdiv(constants["seq"], constants["tile_q"]), constants["heads"], batch)
         return (batch, constants["heads"], 1)

@@ -84,6 +84,11 @@ def add_norm(constants, a, b, weight, *rest):
         norm_out.write(_rmsnorm(total, weight.read(), constants["eps"], total.shape[1]))
 
 
+def _round(values, dtype):
+    """Values as stored in `dtype` and read back (what a kernel's intermediate store would keep)."""
+    return to_float32(from_float32(values, dtype), dtype) if dtype != "float32" else np.asarray(values, np.float32)
+
+
 def _gelu(x):
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
@@ -92,21 +97,30 @@ def _silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def matmul(constants, x, weight, *rest):
-    """out = epilogue(x @ weight), epilogue steps in order (see templates/README.md)."""
-    out = rest[-1]
-    extra = list(rest[:-1])
-    acc = x.read() @ weight.read()
+def matmul(constants, x, *rest):
+    """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md)."""
+    operands = list(rest)
+    if constants.get("workspace"):
+        operands = operands[:-2]  # split-K partials and counters: GPU scratch only
+    out = operands.pop()
+    rows = x.read()
+    prologue = constants.get("prologue")
+    if prologue == "layernorm":
+        rows = _round(_layernorm(rows, operands.pop(0).read(), operands.pop(0).read(), constants["eps"]), x.dtype)
+    elif prologue == "rmsnorm":
+        rows = _round(_rmsnorm(rows, operands.pop(0).read(), constants["eps"], rows.shape[1]), x.dtype)
+    acc = rows @ operands.pop(0).read()
+    if "silu_mul" in constants["epilogue"]:
+        up = rows @ operands.pop(0).read()
     for step in constants["epilogue"]:
         if step == "bias":
-            acc = acc + extra.pop(0).read()
+            acc = acc + operands.pop(0).read()
         elif step == "gelu":
             acc = _gelu(acc)
         elif step == "silu_mul":
-            half = acc.shape[1] // 2
-            acc = _silu(acc[:, :half]) * acc[:, half:]
+            acc = _silu(acc) * up
         elif step == "residual":
-            acc = acc + extra.pop(0).read()
+            acc = acc + operands.pop(0).read()
     out.write(acc)
 
 
@@ -139,9 +153,14 @@ def rope(constants, x, start_pos, cos, sin, out):
     out.write(rotated.reshape(rows, heads * head_dim))
 
 
-def kv_append(constants, k, v, start_pos, seq_lens, k_cache, v_cache):
-    """Write the real rows' k and v to the cache at their absolute positions."""
-    kv_heads, head_dim, seq = constants["kv_heads"], constants["head_dim"], constants["seq"]
+def attention(constants, q, k, v, k_cache, v_cache, start_pos, seq_lens, out):
+    """Append the real rows' k/v to the cache at their absolute positions, then causal attention of
+    each real query row over its sequence's cache; padding rows get zeros."""
+    heads, kv_heads, head_dim = constants["heads"], constants["kv_heads"], constants["head_dim"]
+    seq, scale = constants["seq"], constants["scale"]
+    group = heads // kv_heads
+    queries = q.read()
+    result = np.zeros_like(queries)
     starts, lengths = start_pos.read(), seq_lens.read()
     keys, values = k.read(), v.read()
     for b in range(len(starts)):
@@ -149,16 +168,6 @@ def kv_append(constants, k, v, start_pos, seq_lens, k_cache, v_cache):
             row, position = b * seq + s, int(starts[b]) + s
             k_cache.array[b, :, position, :] = from_float32(keys[row].reshape(kv_heads, head_dim), k_cache.dtype)
             v_cache.array[b, :, position, :] = from_float32(values[row].reshape(kv_heads, head_dim), v_cache.dtype)
-
-
-def attention(constants, q, k_cache, v_cache, start_pos, seq_lens, out):
-    """Causal attention of each real query row over its sequence's cache; padding rows get zeros."""
-    heads, kv_heads, head_dim = constants["heads"], constants["kv_heads"], constants["head_dim"]
-    seq, scale = constants["seq"], constants["scale"]
-    group = heads // kv_heads
-    queries = q.read()
-    result = np.zeros_like(queries)
-    starts, lengths = start_pos.read(), seq_lens.read()
     for b in range(len(starts)):
         length, start = int(lengths[b]), int(starts[b])
         if length == 0:
@@ -178,6 +187,5 @@ def attention(constants, q, k_cache, v_cache, start_pos, seq_lens, out):
 
 KERNELS = {
     "embed": embed, "layernorm": layernorm, "rmsnorm": rmsnorm, "add_norm": add_norm, "matmul": matmul,
-    "gelu": gelu, "silu_mul": silu_mul, "add": add, "rope": rope, "kv_append": kv_append,
-    "attention": attention,
+    "gelu": gelu, "silu_mul": silu_mul, "add": add, "rope": rope, "attention": attention,
 }

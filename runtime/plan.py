@@ -11,7 +11,8 @@ Body (all plain maps, lists, strings, numbers and bytes):
     model        {name, family, graph_file, dtype, config: {symbol: value}}
     targets      [SM numbers the kernels were exported for, e.g. 90]; may be empty (CPU only)
     limits       {max_batch, max_seq, prefill_buckets: [S, ...]}
-    regions      {arena, io, kv, weights}: bytes of each device allocation
+    regions      {arena, io, kv, scratch, weights}: bytes of each device allocation (scratch:
+                 split-K workspace, must start zeroed)
     buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
                  vs. without reuse (a program with T rows uses T * arena_row_bytes)
     weights      {storage: "embedded" | "external", blob: bytes (embedded: the weights region

@@ -9,12 +9,16 @@ from compiler.weights import RandomWeights, encode, materialize
 from runtime.numpy_executor import NumpyExecutor
 
 
-def run_graph(graph, tokens, seed=0):
-    """Prefill logits [S, V] of one sequence `tokens` through `graph` with seeded random weights."""
+def run_graph(graph, tokens, seed=0, decode=False):
+    """Prefill logits [S, V] of one sequence `tokens` through `graph` with seeded random weights;
+    with `decode`, the prefill takes all but the last token and the decode program's logits [1, V]
+    for the last one are returned."""
     graph = plan_buffers.run(infer_shapes.run(graph))
-    seq = len(tokens)
-    lowering = Lowering(graph, max_batch=1, max_seq=seq)
-    program = lowering.lower_program(ProgramShape(f"prefill_{seq}", 1, seq))
+    seq = len(tokens) - 1 if decode else len(tokens)
+    lowering = Lowering(graph, max_batch=1, max_seq=len(tokens))
+    programs = {f"prefill_{seq}": lowering.lower_program(ProgramShape(f"prefill_{seq}", 1, seq))}
+    if decode:
+        programs["decode"] = lowering.lower_program(ProgramShape("decode", 1, 1))
     values = materialize(lowering.weights, RandomWeights(seed), lowering.stored)
     table, arrays = [], []
     for name in lowering.stored:
@@ -23,11 +27,13 @@ def run_graph(graph, tokens, seed=0):
         table.append({"name": name, "offset": offset, "nbytes": nbytes, "row_stride": lowering.row_stride(name)})
     plan = {
         "regions": {"arena": lowering.arena_bytes, "io": lowering.io_bytes, "kv": lowering.kv_bytes,
-                    "weights": lowering.weights_bytes},
+                    "scratch": lowering.scratch_bytes, "weights": lowering.weights_bytes},
         "weights": {"storage": "embedded", "blob": region_image(table, arrays, lowering.weights_bytes).tobytes()},
         "kernels": lowering.kernels,
-        "programs": {f"prefill_{seq}": program},
+        "programs": programs,
     }
     executor = NumpyExecutor(plan)
-    result = executor.run(f"prefill_{seq}", np.array([tokens]), [0], [seq])
+    result = executor.run(f"prefill_{seq}", np.array([tokens[:seq]]), [0], [seq])
+    if decode:
+        result = executor.run("decode", np.array([tokens[seq:]]), [seq], [1])
     return result["logits"], plan

@@ -28,23 +28,27 @@ TINY = [
     ("matmul", "matmul", {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "gelu", "residual")},
      [(F16, (10, 48)), (F16, (48, 200)), (F16, (200,)), (F16, (10, 200)), (F16, (10, 200))]),
     ("matmul_silu_fp32", "matmul", {"dtype": "float32", "out_dtype": "float32", "epilogue": ("silu_mul",)},
-     [("float32", (37, 48)), ("float32", (48, 272)), ("float32", (37, 136))]),
+     [("float32", (37, 48)), ("float32", (48, 136)), ("float32", (48, 136)), ("float32", (37, 136))]),
+    ("matmul_decode_split", "matmul",
+     {"dtype": "bfloat16", "out_dtype": "bfloat16", "epilogue": ("silu_mul",), "prologue": "rmsnorm", "eps": 1e-6,
+      "workspace": True},
+     [("bfloat16", (2, 48)), ("bfloat16", (48,)), ("bfloat16", (48, 136)), ("bfloat16", (48, 136)),
+      ("bfloat16", (2, 136)), ("float32", (16, 2, 2, 136)), (I32, (9,))]),
     ("gelu", "gelu", {"dtype": F16}, [(F16, (10, 48))] * 2),
     ("silu_mul", "silu_mul", {"dtype": F16}, [(F16, (10, 48))] * 3),
     ("add", "add", {"dtype": "float32"}, [("float32", (10, 48))] * 3),
     ("rope", "rope", {"dtype": F16, "heads": 3, "head_dim": 16, "seq": 5},
      [(F16, (10, 48)), (I32, (2,)), ("float32", (64, 8)), ("float32", (64, 8)), (F16, (10, 48))]),
-    ("kv_append", "kv_append", {"dtype": F16, "kv_heads": 3, "head_dim": 16, "seq": 5},
-     [(F16, (10, 48)), (F16, (10, 48)), (I32, (2,)), (I32, (2,)), (F16, (2, 3, 64, 16)), (F16, (2, 3, 64, 16))]),
     ("attention_prefill", "attention",
      {"dtype": F16, "heads": 3, "kv_heads": 1, "head_dim": 16, "seq": 5, "scale": 0.25, "phase": "prefill"},
-     [(F16, (10, 48)), (F16, (2, 1, 64, 16)), (F16, (2, 1, 64, 16)), (I32, (2,)), (I32, (2,)), (F16, (10, 48))]),
+     [(F16, (10, 48)), (F16, (10, 16)), (F16, (10, 16)), (F16, (2, 1, 64, 16)), (F16, (2, 1, 64, 16)), (I32, (2,)),
+      (I32, (2,)), (F16, (10, 48))]),
     ("attention_decode", "attention",
      {"dtype": "bfloat16", "heads": 2, "kv_heads": 2, "head_dim": 128, "seq": 1, "scale": 0.088, "phase": "decode"},
-     [("bfloat16", (3, 256)), ("bfloat16", (3, 2, 64, 128)), ("bfloat16", (3, 2, 64, 128)), (I32, (3,)),
-      (I32, (3,)), ("bfloat16", (3, 256))]),
+     [("bfloat16", (3, 256)), ("bfloat16", (3, 256)), ("bfloat16", (3, 256)), ("bfloat16", (3, 2, 64, 128)),
+      ("bfloat16", (3, 2, 64, 128)), (I32, (3,)), (I32, (3,)), ("bfloat16", (3, 256))]),
 ]
-TEMPLATES = {"embed", "layernorm", "rmsnorm", "add_norm", "matmul", "gelu", "silu_mul", "add", "rope", "kv_append",
+TEMPLATES = {"embed", "layernorm", "rmsnorm", "add_norm", "matmul", "gelu", "silu_mul", "add", "rope",
              "attention"}
 
 
@@ -148,10 +152,12 @@ def test_unknown_template_and_missing_constant_are_export_errors():
 
 def test_launch_grids_cover_odd_shapes():
     assert launch_grid("matmul", {"tile_m": 16, "tile_n": 64}, [(37, 48), (48, 50257), (37, 50257)]) == (3, 786, 1)
-    assert launch_grid("attention", {"phase": "prefill", "tile_q": 16, "heads": 3, "seq": 19},
-                       [(38, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (38, 48)]) == (2, 3, 2)
-    assert launch_grid("attention", {"phase": "decode", "heads": 3},
-                       [(2, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (2, 48)]) == (2, 3, 1)
+    attention = [(38, 48), (38, 48), (38, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (38, 48)]
+    assert launch_grid("attention", {"phase": "prefill", "tile_q": 16, "heads": 3, "seq": 19}, attention) == (2, 3, 2)
+    attention = [(2, 48), (2, 48), (2, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (2, 48)]
+    assert launch_grid("attention", {"phase": "decode", "heads": 3}, attention) == (2, 3, 1)
+    split = [(2, 3000), (3000, 200), (2, 200), (16, 1, 2, 200), (52,)]  # x, weight, out, partials, counters
+    assert launch_grid("matmul", {"tile_m": 16, "tile_n": 64, "workspace": True, "split_k": 8}, split) == (1, 4, 8)
     assert launch_grid("rmsnorm", {"rows": 8, "group": 16}, [(37, 48), (16,), (37, 48)]) == (5, 3, 1)
 
 

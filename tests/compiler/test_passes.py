@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, hoist_transposes,
-                             infer_shapes)
+                             infer_shapes, mark_norm_prologues)
+from compiler import lower
 from compiler.errors import CompileError
 from compiler.weights import RandomWeights, materialize
 from tests.conftest import small_graph
@@ -112,3 +113,30 @@ def test_fuse_add_norm_fuses_unfused_residuals(family):
     assert _kinds(fused).count("add_norm") == adds
     assert _kinds(fused).count("add") == 0
     _same_logits(graph, fused)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen3"])
+def test_mark_norm_prologues_fuses_decode_norms(family, monkeypatch):
+    graph = fuse_epilogues.run(concat_gate_up.run(concat_qkv.run(hoist_transposes.run(infer_shapes.run(
+        small_graph(family))))))
+    marked = mark_norm_prologues.run(graph)
+    norms = {op.name: op for op in marked.ops if op.attrs.get("prologue_of")}
+    layers = graph.config.get("n_layer") or graph.config["num_hidden_layers"]
+    assert len(norms) == 2 * layers + 1  # both per-layer norms and the final one; q/k norms decline
+    first = next(iter(norms.values()))
+    qkv = next(op for op in marked.ops if op.kind == "linear")
+    assert qkv.attrs["prologue"]["norm"] == first.kind and qkv.inputs["norm_x"] == first.inputs["x"]
+
+    def launched(program_prefix):
+        _, plan = run_graph(marked, TOKENS, decode=True)
+        name = next(n for n in plan["programs"] if n.startswith(program_prefix))
+        return {launch["op"] for launch in plan["programs"][name]["launches"]}
+
+    assert set(norms) <= launched("prefill") and not set(norms) & launched("decode")
+    # an LM head too wide to split K keeps its norm as a kernel (800+ CTAs would each redo it)
+    monkeypatch.setattr(lower, "SPLIT_K_MAX_COLUMNS", graph.config["vocab_size"] - 1)
+    assert set(norms) & launched("decode") == {list(norms)[-1]}
+    reference, _ = run_graph(graph, TOKENS, decode=True)
+    monkeypatch.undo()
+    result, _ = run_graph(marked, TOKENS, decode=True)
+    assert np.abs(result - reference).max() / np.abs(reference).max() < 1e-5

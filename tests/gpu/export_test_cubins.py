@@ -97,25 +97,44 @@ def _norm_cases():
 
 def _matmul_cases():
     cases = []
-    for dtype, rows, inner, columns, epilogue in (
-            ("float16", 37, 48, 50257, ()),                          # lm head, odd vocab
-            ("float32", 37, 192, 576, ("bias",)),                    # qkv with bias, TF32
-            ("bfloat16", 37, 192, 768, ("bias", "gelu")),            # mlp up
-            ("float16", 37, 768, 192, ("bias", "residual")),         # mlp down + residual
-            ("float32", 37, 48, 2 * 136, ("silu_mul",)),             # gate+up, odd N'
-            ("bfloat16", 2, 192, 2 * 512, ("silu_mul",)),            # decode-shaped gate+up
-            ("float16", 2, 192, 50257, ()),                          # decode lm head
-            ("float32", 3, 48, 200, ("bias", "gelu", "residual")),   # decode, every fused step
-            ("float16", 300, 192, 192, ("residual",))):              # several row tiles
+    for dtype, rows, inner, columns, epilogue, prologue in (
+            ("float16", 37, 48, 50257, (), None),                          # lm head, odd vocab
+            ("float32", 37, 192, 576, ("bias",), None),                    # qkv with bias, TF32
+            ("bfloat16", 37, 192, 768, ("bias", "gelu"), None),            # mlp up
+            ("float16", 37, 768, 192, ("bias", "residual"), None),         # mlp down + residual
+            ("float32", 37, 48, 2 * 136, ("silu_mul",), None),             # gate+up, odd N'
+            ("bfloat16", 2, 192, 2 * 512, ("silu_mul",), None),            # decode-shaped gate+up
+            ("float16", 2, 192, 50257, (), None),                          # decode lm head
+            ("float32", 3, 48, 200, ("bias", "gelu", "residual"), None),   # decode, every fused step
+            ("float16", 300, 192, 192, ("residual",), None),               # several row tiles
+            ("float16", 3, 2000, 200, ("bias", "residual"), "layernorm"),  # decode split-K + LayerNorm
+            ("bfloat16", 2, 1000, 2 * 136, ("silu_mul",), "rmsnorm"),      # decode split-K gate+up + RMSNorm
+            ("float32", 1, 192, 576, ("bias",), "layernorm")):             # decode, one row, TF32
         out_cols = columns // 2 if "silu_mul" in epilogue else columns
-        ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8), operand("weight", dtype, [inner, columns])]
+        ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8)]
+        if prologue:
+            ops.append(operand("norm_weight", dtype, [inner]))
+            if prologue == "layernorm":
+                ops.append(operand("norm_bias", dtype, [inner]))
+        if "silu_mul" in epilogue:  # the two halves of one [K, gate | up] weight
+            ops += [operand("weight", dtype, [inner, out_cols], parent_cols=columns),
+                    operand("weight_up", dtype, [inner, out_cols], parent_cols=columns, column=out_cols)]
+        else:
+            ops.append(operand("weight", dtype, [inner, columns]))
         if "bias" in epilogue:
             ops.append(operand("bias", dtype, [columns]))
         if "residual" in epilogue:
             ops.append(operand("residual", dtype, [rows, out_cols]))
         ops.append(operand("out", dtype, [rows, out_cols], "out"))
-        name = f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}"
         constants = {"dtype": dtype, "out_dtype": dtype, "epilogue": list(epilogue)}
+        if prologue:
+            constants.update(prologue=prologue, eps=1e-5)
+            parts = 2 if "silu_mul" in epilogue else 1
+            tiles = -(-rows // 16) * -(-out_cols // 16)
+            ops += [operand("partials", "float32", [16, parts, rows, out_cols]),  # overwritten before read
+                    operand("counters", "int32", [tiles], "inout", values=[0] * tiles)]
+            constants["workspace"] = True
+        name = f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
         cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
     return cases
 
@@ -144,25 +163,6 @@ def _rope_cases():
     return cases
 
 
-def _kv_append_cases():
-    cases = []
-    for dtype, kv_heads, head_dim, seq, starts, lengths in (("float32", 3, 16, 19, [0, 7], [19, 11]),
-                                                            ("float16", 2, 64, 19, [5, 0], [13, 19]),
-                                                            ("bfloat16", 1, 128, 19, [40, 3], [19, 0]),
-                                                            ("float16", 2, 32, 1, [0, 30, 63], [1, 1, 0])):
-        batch, width = len(starts), kv_heads * head_dim
-        qkv_cols = width * 4
-        ops = [operand("k", dtype, [batch * seq, width], parent_cols=qkv_cols, column=width * 2),
-               operand("v", dtype, [batch * seq, width], parent_cols=qkv_cols, column=width * 3),
-               _ints("start_pos", starts), _ints("seq_lens", lengths),
-               operand("k_cache", dtype, [batch, kv_heads, 64, head_dim], "inout"),
-               operand("v_cache", dtype, [batch, kv_heads, 64, head_dim], "inout")]
-        constants = {"dtype": dtype, "kv_heads": kv_heads, "head_dim": head_dim, "seq": seq}
-        cases.append((f"kv_append-{dtype}-kvh{kv_heads}-d{head_dim}-s{seq}", "kv_append", constants, ops,
-                      _tolerance(dtype, EXACT)))
-    return cases
-
-
 def _attention_cases():
     cases = []
     for phase, dtype, heads, kv_heads, head_dim, starts, lengths in (
@@ -173,14 +173,16 @@ def _attention_cases():
             ("decode", "float32", 3, 3, 16, [0, 30, 63], [1, 1, 0]),
             ("decode", "float16", 4, 2, 64, [5, 62, 17], [1, 1, 1]),
             ("decode", "bfloat16", 2, 1, 128, [0, 40, 9], [1, 0, 1]),
-            ("decode", "float16", 6, 3, 32, [63, 1, 33], [1, 1, 1])):
+            ("decode", "float16", 6, 3, 32, [62, 1, 33], [1, 1, 1])):
         batch = len(starts)
         seq = 1 if phase == "decode" else 19
         width, kv_width = heads * head_dim, kv_heads * head_dim
         qkv_cols = width + 2 * kv_width
         ops = [operand("q", dtype, [batch * seq, width], parent_cols=qkv_cols),
-               operand("k_cache", dtype, [batch, kv_heads, 64, head_dim]),
-               operand("v_cache", dtype, [batch, kv_heads, 64, head_dim]),
+               operand("k", dtype, [batch * seq, kv_width], parent_cols=qkv_cols, column=width),
+               operand("v", dtype, [batch * seq, kv_width], parent_cols=qkv_cols, column=width + kv_width),
+               operand("k_cache", dtype, [batch, kv_heads, 64, head_dim], "inout"),  # history below start_pos
+               operand("v_cache", dtype, [batch, kv_heads, 64, head_dim], "inout"),
                _ints("start_pos", starts), _ints("seq_lens", lengths),
                operand("out", dtype, [batch * seq, width], "out")]
         constants = {"dtype": dtype, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "seq": seq,
@@ -194,7 +196,7 @@ def _attention_cases():
 def all_cases():
     """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case."""
     return (_embed_cases() + _norm_cases() + _matmul_cases() + _elementwise_cases() + _rope_cases()
-            + _kv_append_cases() + _attention_cases())
+            + _attention_cases())
 
 
 def signature_of(entry):
