@@ -67,6 +67,8 @@ def compile_plan(graph_path, output_path, options, log=None):
                     "weights": lowering.weights_bytes},
         "buffers": {key: graph.buffers[key] for key in ("arena_row_bytes", "naive_row_bytes")},
         "weights": weights,
+        "generation": ({key: lowering.generation[key] for key in ("history", "params", "options", "eos")}
+                       if lowering.generation else None),
         "kernels": lowering.kernels,
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],

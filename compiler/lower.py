@@ -4,7 +4,11 @@ Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's i
 outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights),
 `scratch` (split-K partial sums and tile counters, shared by every decode matmul: launches run
 one after another, and each leaves its counters at zero).
-Every operand is {region, offset (bytes), shape, strides (elements), dtype}. Kernel specs
+Generation state (io region, shared by every program) lets a whole generation run without the
+host choosing tokens: each program ends with a `sample` launch that picks every sequence's next
+token from its logits and writes it, with its position, straight into the decode program's
+inputs and into `history` (see templates/README.md). Every operand is {region, offset (bytes),
+shape, strides (elements), dtype}. Kernel specs
 (template + constants + operand signature) are deduplicated across layers and programs.
 """
 
@@ -18,6 +22,7 @@ ALIGN = 256
 SPLIT_K_LIMIT = 16       # most K splits a decode matmul's workspace is sized for
 SPLIT_K_MAX_COLUMNS = 16384  # wider decode matmuls (LM heads) have CTAs enough without splitting
 COUNTER_TILE = 16        # smallest matmul tile edge: sizes the per-tile counters
+EOS_SLOTS = 8            # end-of-sequence ids the on-device sampler checks
 ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
 
 
@@ -78,6 +83,7 @@ class Lowering:
         self.io_bytes = 0
         self.arena_bytes = 0
         self.scratch_bytes = 0
+        self.generation = self._generation_state()
 
     def _add_rope_tables(self):
         for op in self.graph.ops:
@@ -93,6 +99,25 @@ class Lowering:
                                                 shape=(self.max_seq, op.attrs["head_dim"] // 2), dtype="float32")
                 names.append(name)
             op.weights["cos"], op.weights["sin"] = names
+
+    def _io(self, shape, dtype, strides=None):
+        """A fresh operand at the end of the io region."""
+        operand = _operand("io", self.io_bytes, shape, dtype, strides=strides)
+        rows = shape[0] * (strides[0] if strides else int(_contiguous(shape)[0]))
+        self.io_bytes = _align(self.io_bytes + rows * itemsize(dtype))
+        return operand
+
+    def _generation_state(self):
+        """The sampler's state and the decode program's inputs (which every program's sampler writes)."""
+        if "logits" not in self.graph.outputs:
+            return None
+        batch, vocab = self.max_batch, int(self.graph.tensors[self.graph.outputs["logits"]].shape[1])
+        return {"decode_tokens": self._io([batch, 1], "int32"), "decode_start_pos": self._io([batch], "int32"),
+                "decode_seq_lens": self._io([batch], "int32"),
+                "history": self._io([batch, self.max_seq], "int32"),
+                "params": self._io([batch, 4], "float32"), "options": self._io([batch, 4], "int32"),
+                "eos": self._io([EOS_SLOTS], "int32"),
+                "scratch": self._io([batch, vocab], "float32", strides=[padded_row(vocab, "float32"), 1])}
 
     def _layout_weights(self):
         layout, offset = {}, 0
@@ -157,8 +182,14 @@ class _ProgramLowering:
         self.fused_norms = self._fused_norms()
         self.io = {}
         io_offset = lowering.io_bytes
-        io_shapes = {"tokens": ([shape.batch, shape.seq], "int32"), "start_pos": ([shape.batch], "int32"),
-                     "seq_lens": ([shape.batch], "int32")}
+        state = lowering.generation
+        if shape.seq == 1 and state:  # the decode inputs are the samplers' outputs
+            self.io.update(tokens=state["decode_tokens"], start_pos=state["decode_start_pos"],
+                           seq_lens=state["decode_seq_lens"])
+            io_shapes = {}
+        else:
+            io_shapes = {"tokens": ([shape.batch, shape.seq], "int32"), "start_pos": ([shape.batch], "int32"),
+                         "seq_lens": ([shape.batch], "int32")}
         for public, tensor_name in self.graph.outputs.items():
             tensor = self.graph.tensors[tensor_name]
             io_shapes[tensor_name] = ([self.rows, tensor.shape[1]], tensor.dtype)
@@ -214,6 +245,15 @@ class _ProgramLowering:
                 kernel = self.lowering.kernel_id(template, constants, operands)
                 launches.append({"kernel": kernel, "op": op.name, "args": operands})
         outputs = {public: self.io[name] for public, name in self.graph.outputs.items()}
+        state = self.lowering.generation
+        if state:
+            operands = [outputs["logits"], self.io["start_pos"], self.io["seq_lens"], state["params"],
+                        state["options"], state["eos"], state["history"], state["decode_tokens"],
+                        state["decode_start_pos"], state["decode_seq_lens"], state["scratch"]]
+            constants = {"dtype": outputs["logits"]["dtype"], "phase": "decode" if self.decode else "prefill",
+                         "seq": self.shape.seq}
+            kernel = self.lowering.kernel_id("sample", constants, operands)
+            launches.append({"kernel": kernel, "op": "sample", "args": operands})
         return {"batch": self.shape.batch, "seq": self.shape.seq,
                 "inputs": {name: self.io[name] for name in ("tokens", "start_pos", "seq_lens")},
                 "outputs": outputs, "launches": launches}
@@ -292,9 +332,11 @@ class _ProgramLowering:
         return ()
 
     def _rope(self, op):
-        operands = [self.operand(op.inputs["x"]), self.io["start_pos"], *self._weights(op, "cos", "sin"),
-                    self.operand(op.outputs[0])]
+        operands = [self.operand(op.inputs["x"]), *self._weights(op, "norm_weight"), self.io["start_pos"],
+                    *self._weights(op, "cos", "sin"), self.operand(op.outputs[0])]
         constants = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
+        if "norm_weight" in op.weights:
+            constants["norm_eps"] = op.attrs["norm_eps"]
         yield "rope", constants, operands
 
     def _attention(self, op):

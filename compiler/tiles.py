@@ -96,6 +96,9 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": min(1024, pow2(shapes[-1][1]))}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
+    if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...
+        return {"block": min(4096, pow2(shapes[0][1])), "history_block": min(1024, pow2(shapes[6][1])),
+                "eos_slots": pow2(shapes[5][0])}
     if template == "attention":
         block_d = pow2(constants["head_dim"], 16)
         # head_dim 64 on the H100 (gpt2 prefill, B8 S128): 128 query rows x 64 keys per step ran
@@ -188,4 +191,6 @@ def launch_grid(template, constants, shapes):
         if constants["phase"] == "prefill":
             return (_cdiv(constants["seq"], constants["tile_q"]), constants["heads"], batch)
         return (batch, constants["heads"], 1)
+    if template == "sample":
+        return (shapes[1][0], 1, 1)
     raise ValueError(f"no grid rule for template '{template}'")

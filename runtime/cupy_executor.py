@@ -11,6 +11,7 @@ import numpy as np
 from runtime.dtypes import itemsize, storage_dtype, to_float32
 from runtime.errors import DeviceError, PlanError
 from runtime.plan import weights_image
+from runtime.sampling import neutral_params
 
 
 def _import_cupy():
@@ -64,6 +65,8 @@ class CupyExecutor:
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self._programs = {name: self._bind(name, program) for name, program in plan["programs"].items()}
         self._graphs = {}
+        if plan.get("generation"):
+            self.write(plan["generation"]["params"], neutral_params(plan["limits"]["max_batch"]))
 
     def _allocate(self):
         cupy = self.cupy
@@ -166,6 +169,17 @@ class CupyExecutor:
             inputs["start_pos"].set(np.ascontiguousarray(start_pos, dtype=np.int32), stream=self.stream)
             inputs["seq_lens"].set(np.ascontiguousarray(seq_lens, dtype=np.int32), stream=self.stream)
 
+    def write(self, operand, values):
+        """Copy `values` into a plan operand (generation state), in stream order."""
+        with self.stream:
+            self._view(operand).set(np.ascontiguousarray(values, dtype=storage_dtype(operand["dtype"])),
+                                    stream=self.stream)
+
+    def fetch(self, operands):
+        """Start copying small contiguous operands to the host behind the work queued so far;
+        returns a handle whose `wait()` gives their values as NumPy arrays."""
+        return _Fetch(self, operands)
+
     def run(self, program, tokens, start_pos, seq_lens):
         """Run one program; returns {output name: float32 NumPy array}."""
         self.set_inputs(program, tokens, start_pos, seq_lens)
@@ -177,3 +191,28 @@ class CupyExecutor:
             self.stream.synchronize()
             result[key] = to_float32(host, dtype)
         return result
+
+
+class _Fetch:
+    """An asynchronous device-to-host copy into page-locked memory, finished by `wait()`."""
+
+    def __init__(self, executor, operands):
+        cupy = executor.cupy
+        sizes = [itemsize(o["dtype"]) * int(np.prod(o["shape"])) for o in operands]
+        self._memory = cupy.cuda.alloc_pinned_memory(max(sum(sizes), 1))
+        self.arrays, offset = [], 0
+        for operand, size in zip(operands, sizes):
+            host = np.frombuffer(self._memory, dtype=storage_dtype(operand["dtype"]), count=size // itemsize(
+                operand["dtype"]), offset=offset).reshape(operand["shape"])
+            source = executor.regions[operand["region"]].ptr + operand["offset"]
+            cupy.cuda.runtime.memcpyAsync(host.ctypes.data, source, size, cupy.cuda.runtime.memcpyDeviceToHost,
+                                          executor.stream.ptr)
+            self.arrays.append(host)
+            offset += size
+        self._done = cupy.cuda.Event()
+        self._done.record(executor.stream)
+
+    def wait(self):
+        """The copied arrays (blocks until the copies are done)."""
+        self._done.synchronize()
+        return self.arrays

@@ -9,6 +9,7 @@ import numpy as np
 from runtime.errors import PlanError
 from runtime.numpy_kernels import KERNELS, View
 from runtime.plan import weights_image
+from runtime.sampling import neutral_params
 
 
 class NumpyExecutor:
@@ -22,6 +23,8 @@ class NumpyExecutor:
         image = np.frombuffer(weights_image(plan), dtype=np.uint8)
         self.regions["weights"][:image.size] = image
         self._programs = {name: self._bind(name, program) for name, program in plan["programs"].items()}
+        if plan.get("generation"):
+            self.write(plan["generation"]["params"], neutral_params(plan["limits"]["max_batch"]))
 
     def _bind(self, name, program):
         bound = []
@@ -39,12 +42,37 @@ class NumpyExecutor:
         """Clear the KV cache (start of a new batch of sequences)."""
         self.regions["kv"][:] = 0
 
-    def run(self, program, tokens, start_pos, seq_lens):
-        """Run one program on [B, S] tokens; returns {output name: float32 array}."""
-        inputs, launches, outputs = self._programs[program]
+    def set_inputs(self, program, tokens, start_pos, seq_lens):
+        """Write a program's inputs."""
+        inputs, _, _ = self._programs[program]
         inputs["tokens"].write(np.asarray(tokens, dtype=np.int32))
         inputs["start_pos"].write(np.asarray(start_pos, dtype=np.int32))
         inputs["seq_lens"].write(np.asarray(seq_lens, dtype=np.int32))
-        for kernel, constants, views in launches:
+
+    def launch(self, program):
+        """Run one program on the inputs in place."""
+        for kernel, constants, views in self._programs[program][1]:
             kernel(constants, *views)
-        return {name: view.read().copy() for name, view in outputs.items()}
+
+    def write(self, operand, values):
+        """Store `values` into a plan operand (generation state)."""
+        View(self.regions, operand).write(np.asarray(values))
+
+    def fetch(self, operands):
+        """Copies of the operands' current values, behind the same `wait()` as the GPU's."""
+        return _Fetched([View(self.regions, operand).array.copy() for operand in operands])
+
+    def run(self, program, tokens, start_pos, seq_lens):
+        """Run one program on [B, S] tokens; returns {output name: float32 array}."""
+        self.set_inputs(program, tokens, start_pos, seq_lens)
+        self.launch(program)
+        return {name: view.read().copy() for name, view in self._programs[program][2].items()}
+
+
+class _Fetched:
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def wait(self):
+        """The fetched arrays."""
+        return self.arrays

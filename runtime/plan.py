@@ -2,7 +2,8 @@
 
 A plan file is a msgpack map (the envelope):
     format       "cgc-plan"
-    version      1 (a loader refuses any other major version, naming both)
+    version      2 (a loader refuses any other version, naming both; 2 added `generation`,
+                 the `scratch` region and the `sample` launch ending each program)
     body_sha256  hex sha256 of `body`
     body         bytes: msgpack of the plan body below
 Body (all plain maps, lists, strings, numbers and bytes):
@@ -15,6 +16,11 @@ Body (all plain maps, lists, strings, numbers and bytes):
                  split-K workspace, must start zeroed)
     buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
                  vs. without reuse (a program with T rows uses T * arena_row_bytes)
+    generation   None (a graph without logits), or the on-device sampler's state operands in
+                 the io region: {history [B, P] i32 (every token by position), params [B, 4] f32
+                 (temperature, top_p, repetition_penalty, -), options [B, 4] i32 (top_k, seed,
+                 prompt_len, cancel), eos [8] i32 (padded with -1)}. The decode program's inputs
+                 are what every program's final `sample` launch writes.
     weights      {storage: "embedded" | "external", blob: bytes (embedded: the weights region
                  image), file: name beside the plan (external, a .safetensors, tensors
                  unpadded), sha256 of that file, table: [{name, shape, dtype, offset (in the
@@ -28,7 +34,7 @@ Body (all plain maps, lists, strings, numbers and bytes):
                          outputs: {logits: operand}, launches: [launch]}}
                  prefill programs are "prefill_<S>", the decode program is "decode".
     passes       [[pass name, what it changed], ...]
-    tokenizer    None, or tokenizer data (reserved for the generation runtime)
+    tokenizer    None, or tokenizer data (runtime/tokenizer.py)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
@@ -43,9 +49,10 @@ import msgpack
 from runtime.errors import PlanError
 
 PLAN_FORMAT = "cgc-plan"
-PLAN_VERSION = 1
-REGIONS = ("arena", "io", "kv", "weights")
-_BODY_KEYS = ("compiler", "model", "targets", "limits", "regions", "weights", "kernels", "programs", "passes")
+PLAN_VERSION = 2
+REGIONS = ("arena", "io", "kv", "scratch", "weights")
+_BODY_KEYS = ("compiler", "model", "targets", "limits", "regions", "weights", "generation", "kernels", "programs",
+              "passes")
 
 
 def encode_plan(body):

@@ -1,7 +1,5 @@
-"""Choosing the next token from logits: greedy, temperature, top-k, top-p, repetition penalty.
-
-Follows Hugging Face's order (repetition penalty, temperature, top-k, top-p); a seed makes the
-draws reproducible.
+"""Sampling settings for the on-device sampler (templates/sample.py.jinja): greedy, temperature,
+top-k, top-p, repetition penalty, applied in Hugging Face's order; a seed makes draws reproducible.
 """
 
 from dataclasses import dataclass
@@ -29,38 +27,7 @@ class SamplingParams:
         return self
 
 
-class Sampler:
-    """Picks one token per row of logits, given each sequence's tokens so far."""
-
-    def __init__(self, params):
-        self.params = params.check()
-        self.rng = np.random.default_rng(params.seed)
-
-    def __call__(self, logits, histories):
-        """Token ids [n] for logits [n, V] and `histories` (n lists of ids seen so far)."""
-        logits = np.array(logits, dtype=np.float64)
-        params = self.params
-        if params.repetition_penalty != 1.0:
-            for row, history in zip(logits, histories):
-                seen = np.unique(np.asarray(history, dtype=np.int64))
-                values = row[seen]
-                row[seen] = np.where(values > 0, values / params.repetition_penalty, values * params.repetition_penalty)
-        if params.temperature == 0:
-            return logits.argmax(axis=-1)
-        logits = logits / params.temperature
-        if params.top_k:
-            kth = np.sort(logits, axis=-1)[:, -min(params.top_k, logits.shape[1])][:, None]
-            logits = np.where(logits < kth, -np.inf, logits)
-        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probs /= probs.sum(axis=-1, keepdims=True)
-        if params.top_p < 1.0:
-            order = np.argsort(-probs, axis=-1)
-            sorted_probs = np.take_along_axis(probs, order, axis=-1)
-            # keep the smallest prefix whose mass reaches top_p (always at least one token)
-            drop_sorted = (np.cumsum(sorted_probs, axis=-1) - sorted_probs) >= params.top_p
-            drop = np.zeros_like(drop_sorted)
-            np.put_along_axis(drop, order, drop_sorted, axis=-1)
-            probs = np.where(drop, 0.0, probs)
-            probs /= probs.sum(axis=-1, keepdims=True)
-        draws = self.rng.random(len(probs))[:, None]
-        return np.minimum((np.cumsum(probs, axis=-1) < draws).sum(axis=-1), probs.shape[1] - 1)
+def neutral_params(batch):
+    """The sampler's params rows [B, 4] for greedy picks with no penalty (what a fresh executor
+    holds, so programs run outside `generate` sample harmlessly)."""
+    return np.tile(np.array([0.0, 1.0, 1.0, 0.0], dtype=np.float32), (batch, 1))

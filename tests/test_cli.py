@@ -105,10 +105,10 @@ def test_misshaped_checkpoint_tensor(tmp_path):
 
 def test_plan_of_another_version(tmp_path, nano_plan):
     envelope = msgpack.unpackb(open(nano_plan, "rb").read(), raw=False)
-    envelope["version"] = 2
-    path = tmp_path / "v2.plan"
+    envelope["version"] = 1  # plans from before on-device sampling
+    path = tmp_path / "v1.plan"
     path.write_bytes(msgpack.packb(envelope, use_bin_type=True))
-    _assert_clean_error(_cgc("inspect", str(path)), "format version 2 is not supported", "supports version 1")
+    _assert_clean_error(_cgc("inspect", str(path)), "format version 1 is not supported", "supports version 2")
 
 
 def test_truncated_plan(tmp_path, nano_plan):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, hoist_transposes,
-                             infer_shapes, mark_norm_prologues)
+from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, fuse_norm_rope,
+                             hoist_transposes, infer_shapes, mark_norm_prologues)
 from compiler import lower
 from compiler.errors import CompileError
 from compiler.weights import RandomWeights, materialize
@@ -140,3 +140,21 @@ def test_mark_norm_prologues_fuses_decode_norms(family, monkeypatch):
     monkeypatch.undo()
     result, _ = run_graph(marked, TOKENS, decode=True)
     assert np.abs(result - reference).max() / np.abs(reference).max() < 1e-5
+
+
+def test_fuse_norm_rope_folds_qwen3_qk_norms():
+    graph = hoist_transposes.run(infer_shapes.run(small_graph("qwen3")))
+    fused = fuse_norm_rope.run(graph)
+    layers = graph.config["num_hidden_layers"]
+    assert _kinds(graph).count("rmsnorm") - _kinds(fused).count("rmsnorm") == 2 * layers
+    ropes = [op for op in fused.ops if op.kind == "rope"]
+    assert len(ropes) == 2 * layers and all("norm_weight" in op.weights for op in ropes)
+    _same_logits(graph, fused)
+    reference, _ = run_graph(graph, TOKENS, decode=True)
+    result, _ = run_graph(fused, TOKENS, decode=True)
+    assert np.abs(result - reference).max() / np.abs(reference).max() < 1e-5
+
+
+def test_fuse_norm_rope_declines_llama():
+    graph = hoist_transposes.run(infer_shapes.run(small_graph("llama")))
+    assert _kinds(fuse_norm_rope.run(graph)) == _kinds(graph)

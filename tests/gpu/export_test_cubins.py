@@ -42,7 +42,7 @@ def operand(name, dtype, shape, role="in", parent_cols=None, column=0, values=No
     entry = {"name": name, "dtype": dtype, "shape": shape, "strides": strides, "offset": column,
              "buffer": buffer, "role": role}
     if values is not None:
-        entry["values"] = [int(v) for v in values]
+        entry["values"] = [int(v) if dtype == "int32" else float(v) for v in values]
     return entry
 
 
@@ -153,13 +153,21 @@ def _elementwise_cases():
 
 def _rope_cases():
     cases = []
-    for dtype, heads, head_dim in (("float32", 3, 16), ("float16", 4, 64), ("bfloat16", 2, 128), ("float16", 6, 32)):
+    for dtype, heads, head_dim, norm in (("float32", 3, 16, False), ("float16", 4, 64, False),
+                                         ("bfloat16", 2, 128, False), ("float16", 6, 32, False),
+                                         ("bfloat16", 8, 128, True), ("float32", 3, 16, True)):  # + q/k norm
         width = heads * head_dim
-        ops = [operand("x", dtype, [38, width], parent_cols=width + 64), _ints("start_pos", [0, 7]),
-               operand("cos", "float32", [64, head_dim // 2]), operand("sin", "float32", [64, head_dim // 2]),
-               operand("out", dtype, [38, width], "out", parent_cols=width + 64)]
+        ops = [operand("x", dtype, [38, width], parent_cols=width + 64)]
+        if norm:
+            ops.append(operand("norm_weight", dtype, [head_dim]))
+        ops += [_ints("start_pos", [0, 7]),
+                operand("cos", "float32", [64, head_dim // 2]), operand("sin", "float32", [64, head_dim // 2]),
+                operand("out", dtype, [38, width], "out", parent_cols=width + 64)]
         constants = {"dtype": dtype, "heads": heads, "head_dim": head_dim, "seq": 19}
-        cases.append((f"rope-{dtype}-h{heads}-d{head_dim}", "rope", constants, ops, _tolerance(dtype, EXACT)))
+        if norm:
+            constants["norm_eps"] = 1e-6
+        name = f"rope-{dtype}-h{heads}-d{head_dim}" + ("-norm" if norm else "")
+        cases.append((name, "rope", constants, ops, _tolerance(dtype, TRANSCENDENTAL if norm else EXACT)))
     return cases
 
 
@@ -193,10 +201,40 @@ def _attention_cases():
     return cases
 
 
+def _sample_cases():
+    """The sampler: greedy picks, prefill chunks that do or do not complete a prompt, an inactive
+    sequence, an EOS hit, and seeded top-k/top-p/penalty draws (hash bit-identical to NumPy)."""
+    cases = []
+    greedy, stops = (0.0, 1.0, 1.0, 0), [3, 17, -1, -1, -1, -1, -1, -1]
+    for name, dtype, phase, seq, vocab, starts, lengths, prompt_lens, settings, eos in (
+            ("greedy-decode", "float16", "decode", 1, 50257, [5, 40, 7], [1, 1, 0], [0, 0, 0], greedy, stops),
+            ("greedy-prefill", "bfloat16", "prefill", 5, 1000, [0, 3], [5, 2], [5, 9], greedy, stops),
+            ("sampled-decode", "float32", "decode", 1, 1000, [9, 30], [1, 1], [0, 0], (0.8, 0.9, 1.1, 50), stops),
+            ("penalty-decode", "float16", "decode", 1, 5000, [20, 12], [1, 1], [0, 0], (0.0, 1.0, 1.3, 0), stops),
+            ("eos-prefill", "float16", "prefill", 3, 8, [0], [3], [3], greedy, list(range(8)))):  # every id ends
+        batch, rows, history = len(starts), len(starts) * seq, 64
+        temperature, top_p, penalty, top_k = settings
+        ops = [operand("logits", dtype, [rows, vocab], parent_cols=vocab + 7),
+               _ints("start_pos", starts), _ints("seq_lens", lengths),
+               operand("params", "float32", [batch, 4], values=[temperature, top_p, penalty, 0.0] * batch),
+               operand("options", "int32", [batch, 4],
+                       values=[v for b in range(batch) for v in (top_k, 1234 + b, prompt_lens[b], 0)]),
+               _ints("eos", eos),
+               operand("history", "int32", [batch, history], "inout",
+                       values=[(7 * i + 3) % vocab for i in range(batch * history)]),
+               operand("next_tokens", "int32", [batch, 1], "inout", values=[-5] * batch),
+               operand("next_start", "int32", [batch], "inout", values=[-5] * batch),
+               operand("next_lens", "int32", [batch], "inout", values=[1] * batch),
+               operand("scratch", "float32", [batch, vocab], parent_cols=vocab + 9)]
+        constants = {"dtype": dtype, "phase": phase, "seq": seq}
+        cases.append((f"sample-{name}-{dtype}-v{vocab}", "sample", constants, ops, 1e-12))  # ids: exact
+    return cases
+
+
 def all_cases():
     """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case."""
     return (_embed_cases() + _norm_cases() + _matmul_cases() + _elementwise_cases() + _rope_cases()
-            + _attention_cases())
+            + _attention_cases() + _sample_cases())
 
 
 def signature_of(entry):

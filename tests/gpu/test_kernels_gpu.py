@@ -165,6 +165,9 @@ def make_buffers(case, rng):
         if dtype == "int32":
             buffer = np.zeros(entry["buffer"], dtype=np.int32)
             view_of(buffer, entry)[...] = np.asarray(entry["values"], dtype=np.int32).reshape(entry["shape"])
+        elif "values" in entry:  # chosen settings (the sampler's params)
+            buffer = encode(np.zeros(entry["buffer"]), dtype)
+            view_of(buffer, entry)[...] = encode(np.asarray(entry["values"]).reshape(entry["shape"]), dtype)
         elif entry["role"] == "out":
             buffer = encode(np.full(entry["buffer"], np.nan), dtype)
         else:
@@ -248,6 +251,8 @@ def _ref_rope(c, v):
     positions = (v["start_pos"].astype(np.int64)[:, None] + np.arange(seq)[None, :]).reshape(-1)
     cos, sin = v["cos"][positions][:, None, :], v["sin"][positions][:, None, :]
     x = v["x"].reshape(rows, heads, head_dim)
+    if "norm_eps" in c:
+        x = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + c["norm_eps"]) * v["norm_weight"]
     first, second = x[..., :head_dim // 2], x[..., head_dim // 2:]
     rotated = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
     return {"out": rotated.reshape(rows, heads * head_dim)}
@@ -275,11 +280,29 @@ def _ref_attention(c, v):
     return {"out": out, "k_cache": k_cache, "v_cache": v_cache}
 
 
+def _ref_sample(c, v):
+    from runtime.numpy_kernels import sample
+
+    class Operand:  # the NumPy kernel's view interface over the case's arrays
+        def __init__(self, values, dtype):
+            self.array, self.dtype = values, dtype
+
+        def read(self):
+            return self.array.astype(np.int64 if self.dtype == "int32" else np.float32)
+
+    outputs = {name: v[name].astype(np.int32).copy() for name in ("history", "next_tokens", "next_start", "next_lens")}
+    ints = {"start_pos", "seq_lens", "options", "eos", *outputs}
+    arrays = {name: outputs.get(name, v[name]) for name in ("logits", "start_pos", "seq_lens", "params", "options",
+                                                          "eos", *outputs, "scratch")}
+    sample(c, *(Operand(array, "int32" if name in ints else "float32") for name, array in arrays.items()))
+    return outputs
+
+
 REFERENCES = {"embed": _ref_embed, "layernorm": _ref_layernorm, "rmsnorm": _ref_rmsnorm, "add_norm": _ref_add_norm,
               "matmul": _ref_matmul, "gelu": lambda c, v: {"out": _gelu(v["x"])},
               "silu_mul": lambda c, v: {"out": _silu(v["gate"]) * v["up"]},
               "add": lambda c, v: {"out": v["a"] + v["b"]}, "rope": _ref_rope,
-              "attention": _ref_attention}
+              "attention": _ref_attention, "sample": _ref_sample}
 
 
 def reference_outputs(case, buffers):
