@@ -48,7 +48,8 @@ def describe(plan):
         f"  arena      {_mb(regions['arena'])} ({buffers['arena_row_bytes']} B per token row; naive "
         f"{naive} B per row without reuse: {saved:.0f}% saved)",
         f"  kv cache   {_mb(regions['kv'])}",
-        f"  io         {_mb(regions['io'])}",
+        f"  io         {_mb(regions['io'])} (program inputs/outputs, sampler state)",
+        f"  scratch    {_mb(regions['scratch'])} (split-K workspace)",
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
         "",
