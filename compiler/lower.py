@@ -332,11 +332,13 @@ class _ProgramLowering:
         return ()
 
     def _rope(self, op):
-        operands = [self.operand(op.inputs["x"]), *self._weights(op, "norm_weight"), self.io["start_pos"],
-                    *self._weights(op, "cos", "sin"), self.operand(op.outputs[0])]
+        operands = [self.operand(op.inputs["x"]), *self._weights(op, "norm_weight", "k_norm_weight"),
+                    self.io["start_pos"], *self._weights(op, "cos", "sin"), self.operand(op.outputs[0])]
         constants = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
         if "norm_weight" in op.weights:
             constants["norm_eps"] = op.attrs["norm_eps"]
+        if "k_norm_weight" in op.weights:  # merged q|k rope: heads from q_heads on take the k norm
+            constants["q_heads"] = op.attrs["q_heads"]
         yield "rope", constants, operands
 
     def _attention(self, op):

@@ -101,12 +101,14 @@ def _chosen_tiles(sm, template, constants, shapes):
                 "eos_slots": pow2(shapes[5][0])}
     if template == "attention":
         block_d = pow2(constants["head_dim"], 16)
-        # head_dim 64 on the H100 (gpt2 prefill, B8 S128): 128 query rows x 64 keys per step ran
-        # attention in 142 us, 128x128 in 168, 64x64 in 218; larger heads keep 64 query rows to
-        # stay within registers. Decode: 128 keys per step for head_dim <= 64.
+        # Prefill on the H100 (gpt2 shapes, B8 S128): fp16 head_dim 64 ran attention in 142 us with
+        # 128 query rows x 64 keys per step, 168 with 128x128, 218 with 64x64; fp32 (TF32) head_dim
+        # 32 ran 58 us with 64x64, 72 with 128x128, 134 with 128x64. Larger heads keep 64 query
+        # rows to stay within registers. Decode: 128 keys per step for head_dim <= 64.
         wide = 128 if block_d <= 64 else 64
         if constants["phase"] == "prefill":
-            return {"block_d": block_d, "tile_q": min(wide, pow2(constants["seq"], 16)), "tile_kv": 64}
+            rows = 64 if constants["dtype"] == "float32" else wide
+            return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": 64}
         return {"block_d": block_d, "tile_kv": wide}
     return {}
 

@@ -141,12 +141,19 @@ def add(constants, a, b, out):
 
 def rope(constants, x, *rest):
     """Rotary embedding of each head (rotate_half convention) at position start_pos[b] + s, after
-    a per-head RMSNorm (rounded to the storage dtype) when the spec has `norm_eps`."""
+    a per-head RMSNorm (rounded to the storage dtype) when the spec has `norm_eps` (heads from
+    `q_heads` on use `k_norm_weight`, for a merged q|k rope)."""
     heads, head_dim, seq = constants["heads"], constants["head_dim"], constants["seq"]
     values = x.read()
     if "norm_eps" in constants:
         norm_weight, *rest = rest
-        values = _round(_rmsnorm(values, norm_weight.read(), constants["norm_eps"], head_dim), x.dtype)
+        scales = np.tile(norm_weight.read(), (heads, 1))
+        if "q_heads" in constants:  # a merged q|k rope: k heads take the k norm
+            k_norm_weight, *rest = rest
+            scales[constants["q_heads"]:] = k_norm_weight.read()
+        heads_view = values.reshape(values.shape[0], heads, head_dim)
+        rms = np.sqrt((heads_view * heads_view).mean(axis=-1, keepdims=True) + constants["norm_eps"])
+        values = _round((heads_view / rms * scales).reshape(values.shape), x.dtype)
     start_pos, cos, sin, out = rest
     rows = values.shape[0]
     positions = _positions(start_pos, rows // seq, seq, cos.array.shape[0])

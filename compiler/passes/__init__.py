@@ -1,7 +1,7 @@
 """The compiler passes, in the one order they run. Each is `run(graph) -> graph`."""
 
 from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, fuse_norm_rope,
-                             hoist_transposes, infer_shapes, plan_buffers)
+                             hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers)
 
 PIPELINE = (
     infer_shapes,
@@ -11,6 +11,7 @@ PIPELINE = (
     fuse_epilogues,
     fuse_add_norm,
     fuse_norm_rope,
+    merge_qk_rope,
     infer_shapes,      # re-validate what the rewrites produced
     plan_buffers,
 )

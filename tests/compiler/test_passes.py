@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, fuse_norm_rope,
-                             hoist_transposes, infer_shapes, mark_norm_prologues)
+                             hoist_transposes, infer_shapes, mark_norm_prologues, merge_qk_rope)
 from compiler import lower
 from compiler.errors import CompileError
 from compiler.weights import RandomWeights, materialize
@@ -158,3 +158,24 @@ def test_fuse_norm_rope_folds_qwen3_qk_norms():
 def test_fuse_norm_rope_declines_llama():
     graph = hoist_transposes.run(infer_shapes.run(small_graph("llama")))
     assert _kinds(fuse_norm_rope.run(graph)) == _kinds(graph)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_merge_qk_rope_makes_one_rope_per_layer(family):
+    graph = fuse_norm_rope.run(concat_qkv.run(hoist_transposes.run(infer_shapes.run(small_graph(family)))))
+    merged = merge_qk_rope.run(graph)
+    layers = graph.config["num_hidden_layers"]
+    ropes = [op for op in merged.ops if op.kind == "rope"]
+    assert len(ropes) == layers and _kinds(graph).count("rope") == 2 * layers
+    heads, kv_heads = graph.config["num_attention_heads"], graph.config["num_key_value_heads"]
+    assert ropes[0].attrs["heads"] == heads + kv_heads and ropes[0].attrs["q_heads"] == heads
+    assert ("k_norm_weight" in ropes[0].weights) == (family == "qwen3")
+    _same_logits(graph, merged)
+    reference, _ = run_graph(graph, TOKENS, decode=True)
+    result, _ = run_graph(merged, TOKENS, decode=True)
+    assert np.abs(result - reference).max() / np.abs(reference).max() < 1e-5
+
+
+def test_merge_qk_rope_needs_adjacent_q_and_k():
+    graph = hoist_transposes.run(infer_shapes.run(small_graph("llama")))  # separate q/k projections
+    assert _kinds(merge_qk_rope.run(graph)) == _kinds(graph)

@@ -153,20 +153,25 @@ def _elementwise_cases():
 
 def _rope_cases():
     cases = []
-    for dtype, heads, head_dim, norm in (("float32", 3, 16, False), ("float16", 4, 64, False),
-                                         ("bfloat16", 2, 128, False), ("float16", 6, 32, False),
-                                         ("bfloat16", 8, 128, True), ("float32", 3, 16, True)):  # + q/k norm
+    for dtype, heads, head_dim, norm, q_heads in (
+            ("float32", 3, 16, False, None), ("float16", 4, 64, False, None), ("bfloat16", 2, 128, False, None),
+            ("float16", 6, 32, False, None), ("bfloat16", 8, 128, True, None), ("float32", 3, 16, True, None),
+            ("bfloat16", 24, 128, True, 16)):  # + q/k norm; a merged q|k rope (16 q heads, 8 k heads)
         width = heads * head_dim
         ops = [operand("x", dtype, [38, width], parent_cols=width + 64)]
         if norm:
             ops.append(operand("norm_weight", dtype, [head_dim]))
+        if q_heads:
+            ops.append(operand("k_norm_weight", dtype, [head_dim]))
         ops += [_ints("start_pos", [0, 7]),
                 operand("cos", "float32", [64, head_dim // 2]), operand("sin", "float32", [64, head_dim // 2]),
                 operand("out", dtype, [38, width], "out", parent_cols=width + 64)]
         constants = {"dtype": dtype, "heads": heads, "head_dim": head_dim, "seq": 19}
         if norm:
             constants["norm_eps"] = 1e-6
-        name = f"rope-{dtype}-h{heads}-d{head_dim}" + ("-norm" if norm else "")
+        if q_heads:
+            constants["q_heads"] = q_heads
+        name = f"rope-{dtype}-h{heads}-d{head_dim}" + ("-norm" if norm else "") + (f"-q{q_heads}" if q_heads else "")
         cases.append((name, "rope", constants, ops, _tolerance(dtype, TRANSCENDENTAL if norm else EXACT)))
     return cases
 

@@ -261,7 +261,10 @@ def _ref_rope(c, v):
     cos, sin = v["cos"][positions][:, None, :], v["sin"][positions][:, None, :]
     x = v["x"].reshape(rows, heads, head_dim)
     if "norm_eps" in c:
-        x = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + c["norm_eps"]) * v["norm_weight"]
+        scales = np.tile(v["norm_weight"], (heads, 1))
+        if "q_heads" in c:
+            scales[c["q_heads"]:] = v["k_norm_weight"]
+        x = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + c["norm_eps"]) * scales
     first, second = x[..., :head_dim // 2], x[..., head_dim // 2:]
     rotated = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
     return {"out": rotated.reshape(rows, heads * head_dim)}
