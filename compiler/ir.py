@@ -7,6 +7,9 @@ Weights are described by a recipe saying how the stored array is made from check
     ("transpose", weight_name)       the 2-D transpose of another weight
     ("concat", (weight_names...), axis)
     ("rope_cos" | "rope_sin", head_dim, theta, scaling)   tables made at compile time
+    ("fold_scale", weight_name, norm_scale_name | None, center)   diag(scale) W, columns centered
+                                                                 when `center` (fold_norms pass)
+    ("fold_bias", weight_name, norm_shift_name, bias_name | None) shift @ W + bias
 """
 
 import copy
@@ -32,6 +35,15 @@ class Weight:
     shape: tuple | None = None
     dtype: str = ""
     init: str = "normal"  # normal | norm | bias: how seeded random init fills a checkpoint tensor
+
+
+def recipe_sources(recipe):
+    """Names of the weights a recipe is made from."""
+    if recipe[0] == "concat":
+        return list(recipe[1])
+    if recipe[0] in ("transpose", "fold_scale", "fold_bias"):
+        return [name for name in recipe[1:] if isinstance(name, str)]
+    return []
 
 
 @dataclass
@@ -93,11 +105,7 @@ class Graph:
             if name in used:
                 continue
             used.add(name)
-            recipe = self.weights[name].recipe
-            if recipe[0] == "transpose":
-                pending.append(recipe[1])
-            elif recipe[0] == "concat":
-                pending.extend(recipe[1])
+            pending.extend(recipe_sources(self.weights[name].recipe))
         self.weights = {n: w for n, w in self.weights.items() if n in used}
 
     def prune_tensors(self):

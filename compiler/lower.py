@@ -2,8 +2,8 @@
 
 Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's inputs and
 outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights),
-`scratch` (split-K partial sums and tile counters, shared by every decode matmul: launches run
-one after another, and each leaves its counters at zero).
+`scratch` (device scratch for kernels that need it; empty today: the split-K workspace that used it
+is gone).
 Generation state (io region, shared by every program) lets a whole generation run without the
 host choosing tokens: each program ends with a `sample` launch that picks every sequence's next
 token from its logits and writes it, with its position, straight into the decode program's
@@ -19,9 +19,6 @@ from compiler.ir import Weight
 from runtime.dtypes import itemsize
 
 ALIGN = 256
-SPLIT_K_LIMIT = 16       # most K splits a decode matmul's workspace is sized for
-SPLIT_K_MAX_COLUMNS = 16384  # wider decode matmuls (LM heads) have CTAs enough without splitting
-COUNTER_TILE = 16        # smallest matmul tile edge: sizes the per-tile counters
 EOS_SLOTS = 8            # end-of-sequence ids the on-device sampler checks
 ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
 
@@ -179,7 +176,6 @@ class _ProgramLowering:
         self.shape = shape
         self.rows = shape.batch * shape.seq
         self.decode = shape.seq == 1
-        self.fused_norms = self._fused_norms()
         self.io = {}
         io_offset = lowering.io_bytes
         state = lowering.generation
@@ -208,17 +204,6 @@ class _ProgramLowering:
         arena = self.rows * self.graph.buffers["arena_row_bytes"]
         lowering.arena_bytes = max(lowering.arena_bytes, _align(arena))
 
-    def _splits_k(self, op):
-        """Decode matmuls get a split-K workspace unless wide enough (an LM head) to fill the GPU."""
-        return self.decode and op.attrs["features"] <= SPLIT_K_MAX_COLUMNS
-
-    def _fused_norms(self):
-        """Norms every reader of which normalizes in its prologue (decode matmuls with a workspace;
-        an LM head's 800+ CTAs would each redo the row statistics)."""
-        by_name = {op.name: op for op in self.graph.ops}
-        return {op.name for op in self.graph.ops
-                if op.attrs.get("prologue_of") and all(self._splits_k(by_name[name]) for name in op.attrs["prologue_of"])}
-
     def operand(self, tensor_name):
         if tensor_name in self.io:
             return self.io[tensor_name]
@@ -236,8 +221,6 @@ class _ProgramLowering:
     def run(self):
         launches = []
         for op in self.graph.ops:
-            if op.name in self.fused_norms:
-                continue  # each reading matmul normalizes its rows itself
             lower = getattr(self, f"_{op.kind}", None)
             if lower is None:
                 raise CompileError(f"{op.describe()}: no kernel lowers op '{op.kind}'")
@@ -270,8 +253,11 @@ class _ProgramLowering:
             raise CompileError(f"{op.describe()}: --max-seq {self.lowering.max_seq} exceeds the model's "
                                f"{op.attrs['positions']} learned positions")
         operands = [self.io["tokens"], self.io["start_pos"], *self._weights(op, "weight", "position_weight"),
-                    self.operand(op.outputs[0])]
-        yield "embed", {**self._base(), "positions": positioned}, operands
+                    *map(self.operand, op.outputs)]
+        constants = {**self._base(), "positions": positioned}
+        if "row_stats" in op.attrs:  # outputs: out, then its row statistics (fold_norms)
+            constants["row_stats"] = op.attrs["row_stats"]
+        yield "embed", constants, operands
 
     def _layernorm(self, op):
         operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight", "bias"), self.operand(op.outputs[0])]
@@ -294,11 +280,10 @@ class _ProgramLowering:
             epilogue = ("bias", *epilogue)  # a linear's own bias is always applied
         constants = {**self._base(), "epilogue": epilogue}
         prologue = op.attrs.get("prologue")
-        if prologue and prologue["op"] in self.fused_norms:
-            operands = [self.operand(op.inputs["norm_x"]), *self._weights(op, "norm_weight", "norm_bias")]
+        operands = [self.operand(op.inputs["x"])]
+        if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`
             constants.update(prologue=prologue["norm"], eps=prologue["eps"])
-        else:
-            operands = [self.operand(op.inputs["x"])]
+            operands.append(self.operand(op.inputs["stats"]))
         weight = self.lowering.weight_operand(op.weights["weight"])
         if "silu_mul" in epilogue:  # [K, gate | up]: two views, so each half keeps its own aligned base
             half = weight["shape"][1] // 2
@@ -314,19 +299,10 @@ class _ProgramLowering:
         out = self.operand(op.outputs[0])
         operands.append(out)
         constants["out_dtype"] = out["dtype"]
-        if self._splits_k(op):
-            operands += self._split_k_workspace(out["shape"][1], 2 if "silu_mul" in epilogue else 1)
-            constants["workspace"] = True
+        if "row_stats" in op.attrs:  # the output's row statistics for a folded norm that reads it
+            constants["row_stats"] = op.attrs["row_stats"]
+            operands.append(self.operand(op.outputs[1]))
         yield "matmul", constants, operands
-
-    def _split_k_workspace(self, columns, parts):
-        """Partials [SPLIT_K_LIMIT, parts, T, N] fp32 and per-tile counters, at the start of `scratch`."""
-        tiles = -(-self.rows // COUNTER_TILE) * -(-columns // COUNTER_TILE)
-        counters = _operand("scratch", 0, [tiles], "int32")
-        partials = _operand("scratch", _align(4 * tiles), [SPLIT_K_LIMIT, parts, self.rows, columns], "float32")
-        end = partials["offset"] + 4 * SPLIT_K_LIMIT * parts * self.rows * columns
-        self.lowering.scratch_bytes = max(self.lowering.scratch_bytes, _align(end))
-        return [partials, counters]
 
     def _split(self, op):
         return ()

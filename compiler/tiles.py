@@ -12,9 +12,18 @@ import os
 DECODE_ROWS = 16  # token rows at or below this count as decode-shaped
 
 TABLE = {
-    (None, "decode"): {"tile_m": 16, "tile_n": 64, "tile_k": 128},
+    # decode (H100, one row): 32-column tiles put 2x the CTAs of 64-column ones on the weight and
+    # 256-deep K steps halve the dependent loads; 16x32x256 beat 16x64x128 on every gpt2 and
+    # qwen3-0.6b projection (e.g. qwen3 o_proj 7.0 -> 5.7 us, gpt2 mlp c_proj 9.5 -> 7.3 us).
+    # 16-column tiles ran ~10x slower (32-byte TMA rows).
+    (None, "decode"): {"tile_m": 16, "tile_n": 32, "tile_k": 256},
     (None, "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
 }
+# Decode matmuls wider than this (LM heads) have CTAs to spare: 16x64x128 read qwen3-0.6b's
+# 311 MB LM head at 2.5-2.7 TB/s; 16x32x256 took 199 us instead of 126.
+WIDE_DECODE_COLUMNS = 16384
+WIDE_DECODE = {"tile_m": 16, "tile_n": 64, "tile_k": 128}
+STATS_GROUP = 32  # columns per partial sum of row statistics (fold_norms)
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -22,8 +31,6 @@ TABLE = {
 # with the fewest weighted wave-elements.
 PREFILL_CANDIDATES = ((128, 128, 1.0, 2), (64, 128, 0.9, 1), (64, 64, 0.7, 1))
 SM_COUNT = {80: 108, 86: 84, 89: 128, 90: 132, 100: 148, 120: 84, 121: 48}
-SPLIT_K_MIN_TILES = 24  # decode matmuls with fewer K tiles run unsplit (see _split_k)
-STATS_BLOCK = 1024  # columns per tile of a matmul norm prologue's statistics pass
 ROW_ELEMENTS = 8192  # a row-kernel CTA handles about this many elements (gpt2 LayerNorm: 8 rows
                      # of 1024 ran 30% faster than 4 rows, 1 row twice as slow)
 
@@ -68,21 +75,24 @@ def _chosen_tiles(sm, template, constants, shapes):
     rows = shapes[0][0] if shapes and shapes[0] else 1
     if template == "matmul":
         kind = shape_class(rows)
+        columns = (shapes[-2] if constants.get("row_stats") else shapes[-1])[1]  # stats follow the output
         tiles = dict(TABLE.get((sm, kind)) or TABLE[(None, kind)])
         if kind == "prefill" and (sm, kind) not in TABLE:
-            tiles.update(_fill_waves(sm, rows, _matmul_out(constants, shapes)[1], constants.get("dtype")))
+            tiles.update(_fill_waves(sm, rows, columns, constants.get("dtype")))
+        if kind == "decode" and (sm, kind) not in TABLE and columns > WIDE_DECODE_COLUMNS:
+            tiles.update(WIDE_DECODE)
         override = _override(kind)
         if override:  # an override names every hint it wants
             tiles.pop("occupancy", None)
             tiles.update(override)
         if constants.get("dtype") == "float32":
             tiles["tile_k"] = min(tiles["tile_k"], 32)  # fp32 tiles are twice the bytes
-        if constants.get("workspace"):
-            tiles.setdefault("split_k", _split_k(sm, rows, shapes, tiles))
-        else:
-            tiles.pop("split_k", None)
-        if constants.get("prologue"):  # row statistics read the rows in tiles of up to STATS_BLOCK
-            tiles["stats_block"] = min(pow2(shapes[0][1]), STATS_BLOCK)
+        if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)
+            groups = shapes[1][1] // (2 if constants["prologue"] == "layernorm" else 1)
+            tiles["stats_block"] = pow2(groups)
+        if constants.get("row_stats") and tiles["tile_n"] % STATS_GROUP:
+            raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {STATS_GROUP} "
+                             f"to store row statistics")
         return tiles
     if template in ("layernorm", "add_norm"):
         block = pow2(shapes[0][1])
@@ -92,8 +102,9 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": block, "rows": _rows_for(block)}
     if template in ("gelu", "silu_mul", "add"):
         return {"block": min(256, pow2(shapes[0][1])), "rows": 16}
-    if template == "embed":
-        return {"block": min(1024, pow2(shapes[-1][1]))}
+    if template == "embed":  # with row statistics the output precedes them
+        out = shapes[-2] if constants.get("row_stats") else shapes[-1]
+        return {"block": min(1024, pow2(out[1], STATS_GROUP))}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
     if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...
@@ -113,24 +124,6 @@ def _chosen_tiles(sm, template, constants, shapes):
     return {}
 
 
-def _split_k(sm, rows, shapes, tiles):
-    """K splits (a power of two: the last CTA loads every partial in one tile) for a decode matmul.
-
-    Measured on the H100 (decode, one row): a split costs ~4 us of fixed latency (partial store,
-    atomic, partial load), so it only pays off on long K: gpt2 mlp c_proj (K 3072) 9.4 -> 9.0 us
-    with 8 splits, while K 768 projections ran 2x slower split. Long-K matmuls split until the
-    CTAs cover the SMs once, within the K tiles and the workspace depth (shape[0] of partials)."""
-    k_tiles = _cdiv(shapes[0][1], tiles["tile_k"])
-    if k_tiles < SPLIT_K_MIN_TILES:
-        return 1
-    output_tiles = _cdiv(rows, tiles["tile_m"]) * _cdiv(shapes[-3][1], tiles["tile_n"])  # out precedes the workspace
-    wanted = min(shapes[-2][0], k_tiles, _cdiv(SM_COUNT.get(sm, 132), output_tiles))
-    split = 1
-    while split * 2 <= wanted:
-        split *= 2
-    return split
-
-
 def _fill_waves(sm, rows, columns, dtype):
     """Prefill tile that keeps the SMs busiest: waves of CTAs times tile size over efficiency.
     Two CTAs per SM were measured with 16-bit tiles only; fp32 (TF32) tiles keep one."""
@@ -148,8 +141,8 @@ def _fill_waves(sm, rows, columns, dtype):
 
 
 def _override(kind):
-    """Matmul tiles from CGC_MATMUL_TILES="prefill=128x128x64:o2,decode=16x64x128:s4" (tuning runs;
-    ":oN" asks for N CTAs per SM, ":cN" for clusters of N CTAs, ":sN" for N K-splits)."""
+    """Matmul tiles from CGC_MATMUL_TILES="prefill=128x128x64:o2,decode=16x32x256" (tuning runs;
+    ":oN" asks for N CTAs per SM, ":cN" for clusters of N CTAs)."""
     for item in filter(None, os.environ.get("CGC_MATMUL_TILES", "").split(",")):
         name, _, spec = item.partition("=")
         if name.strip() != kind:
@@ -158,14 +151,9 @@ def _override(kind):
         tile_m, tile_n, tile_k = (int(v) for v in sizes.split("x"))
         tiles = {"tile_m": tile_m, "tile_n": tile_n, "tile_k": tile_k}
         for hint in hints:
-            tiles[{"o": "occupancy", "c": "num_ctas", "s": "split_k"}[hint[0]]] = int(hint[1:])
+            tiles[{"o": "occupancy", "c": "num_ctas"}[hint[0]]] = int(hint[1:])
         return tiles
     return {}
-
-
-def _matmul_out(constants, shapes):
-    """Shape of a matmul's output operand (the split-K workspace, if any, follows it)."""
-    return shapes[-3] if constants.get("workspace") else shapes[-1]
 
 
 def _cdiv(a, b):
@@ -176,8 +164,8 @@ def launch_grid(template, constants, shapes):
     """The (x, y, z) grid a specialized kernel expects for operand `shapes`."""
     rows = shapes[0][0]
     if template == "matmul":
-        columns = _matmul_out(constants, shapes)[1]
-        return (_cdiv(rows, constants["tile_m"]), _cdiv(columns, constants["tile_n"]), constants.get("split_k", 1))
+        out = shapes[-2] if constants.get("row_stats") else shapes[-1]
+        return (_cdiv(rows, constants["tile_m"]), _cdiv(out[1], constants["tile_n"]), 1)
     if template in ("layernorm", "add_norm"):
         return (_cdiv(rows, constants["rows"]), 1, 1)
     if template == "rmsnorm":
@@ -185,7 +173,8 @@ def launch_grid(template, constants, shapes):
     if template in ("gelu", "silu_mul", "add"):
         return (_cdiv(rows, constants["rows"]), _cdiv(shapes[0][1], constants["block"]), 1)
     if template == "embed":
-        return (shapes[-1][0], _cdiv(shapes[-1][1], constants["block"]), 1)
+        out = shapes[-2] if constants.get("row_stats") else shapes[-1]
+        return (out[0], _cdiv(out[1], constants["block"]), 1)
     if template == "rope":
         return (rows, constants["heads"], 1)
     if template == "attention":

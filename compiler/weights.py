@@ -85,6 +85,16 @@ def build_weight(weights, name, source):
     if kind == "concat":
         parts = [build_weight(weights, part, source) for part in weight.recipe[1]]
         return np.concatenate(parts, axis=weight.recipe[2])
+    if kind == "fold_scale":
+        _, base, scale, center = weight.recipe
+        folded = build_weight(weights, base, source)
+        if scale is not None:
+            folded = build_weight(weights, scale, source)[:, None] * folded
+        return folded - folded.mean(axis=0, keepdims=True) if center else folded
+    if kind == "fold_bias":
+        _, base, shift, bias = weight.recipe
+        folded = build_weight(weights, shift, source) @ build_weight(weights, base, source)
+        return folded + build_weight(weights, bias, source) if bias is not None else folded
     if kind in ("rope_cos", "rope_sin"):
         return rope_table(*weight.recipe[1:])[0 if kind == "rope_cos" else 1]
     raise CheckpointError(f"weight '{name}': unknown recipe {kind!r}")

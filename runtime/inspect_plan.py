@@ -49,7 +49,7 @@ def describe(plan):
         f"{naive} B per row without reuse: {saved:.0f}% saved)",
         f"  kv cache   {_mb(regions['kv'])}",
         f"  io         {_mb(regions['io'])} (program inputs/outputs, sampler state)",
-        f"  scratch    {_mb(regions['scratch'])} (split-K workspace)",
+        f"  scratch    {_mb(regions['scratch'])} (kernel scratch)",
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
         "",

@@ -39,7 +39,9 @@ def _positions(start_pos, batch, seq, limit):
 
 
 def embed(constants, tokens, start_pos, table, *rest):
-    """out[r] = table[tokens[r]] (+ pos_table[start_pos[b] + s])."""
+    """out[r] = table[tokens[r]] (+ pos_table[start_pos[b] + s]); with row_stats, then its stats."""
+    rest = list(rest)
+    stats = rest.pop() if constants.get("row_stats") else None
     out = rest[-1]
     ids = tokens.read()
     batch, seq = ids.shape
@@ -49,6 +51,36 @@ def embed(constants, tokens, start_pos, table, *rest):
         pos_table = rest[0]
         values = values + pos_table.read()[_positions(start_pos, batch, seq, pos_table.array.shape[0])]
     out.write(values)
+    if stats is not None:
+        stats.write(row_stats(out.read(), constants["row_stats"]))
+
+
+STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor
+
+
+def row_stats(rows, norm):
+    """[T, G] sums of squares of each 32-column group of the stored rows, then (LayerNorm) the sums."""
+    width = rows.shape[1]
+    groups = -(-width // STATS_GROUP)
+    padded = np.zeros((rows.shape[0], groups * STATS_GROUP), dtype=np.float32)
+    padded[:, :width] = rows
+    padded = padded.reshape(rows.shape[0], groups, STATS_GROUP)
+    parts = [(padded * padded).sum(axis=2)]
+    if norm == "layernorm":
+        parts.append(padded.sum(axis=2))
+    return np.concatenate(parts, axis=1)
+
+
+def norm_rstd(stats, width, norm, eps):
+    """Per-row 1/sqrt(var + eps) ([T, 1]) from row statistics (see row_stats) of `width` columns."""
+    stats = stats.astype(np.float32)
+    if norm == "layernorm":
+        groups = stats.shape[1] // 2
+        mean = stats[:, groups:].sum(axis=1, keepdims=True) / width
+        spread = np.maximum(stats[:, :groups].sum(axis=1, keepdims=True) / width - mean * mean, 0.0)
+    else:
+        spread = stats.sum(axis=1, keepdims=True) / width
+    return 1.0 / np.sqrt(spread + eps)
 
 
 def _layernorm(x, weight, bias, eps):
@@ -98,20 +130,22 @@ def _silu(x):
 
 
 def matmul(constants, x, *rest):
-    """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md)."""
+    """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md); a prologue
+    reads `stats` after x, row_stats writes the output's statistics after out."""
     operands = list(rest)
-    if constants.get("workspace"):
-        operands = operands[:-2]  # split-K partials and counters: GPU scratch only
+    stats_out = operands.pop() if constants.get("row_stats") else None
     out = operands.pop()
     rows = x.read()
-    prologue = constants.get("prologue")
-    if prologue == "layernorm":
-        rows = _round(_layernorm(rows, operands.pop(0).read(), operands.pop(0).read(), constants["eps"]), x.dtype)
-    elif prologue == "rmsnorm":
-        rows = _round(_rmsnorm(rows, operands.pop(0).read(), constants["eps"], rows.shape[1]), x.dtype)
+    scale = None
+    if constants.get("prologue"):  # a norm folded into the weights: scale rows by 1/sqrt(var + eps)
+        scale = norm_rstd(operands.pop(0).read(), rows.shape[1], constants["prologue"], constants["eps"])
     acc = rows @ operands.pop(0).read()
     if "silu_mul" in constants["epilogue"]:
         up = rows @ operands.pop(0).read()
+    if scale is not None:
+        acc = acc * scale
+        if "silu_mul" in constants["epilogue"]:
+            up = up * scale
     for step in constants["epilogue"]:
         if step == "bias":
             acc = acc + operands.pop(0).read()
@@ -122,6 +156,8 @@ def matmul(constants, x, *rest):
         elif step == "residual":
             acc = acc + operands.pop(0).read()
     out.write(acc)
+    if stats_out is not None:
+        stats_out.write(row_stats(out.read(), constants["row_stats"]))
 
 
 def gelu(constants, x, out):
@@ -275,7 +311,8 @@ def hash_uniform(seed, position, ids):
         mixed ^= mixed >> np.uint32(15)
         mixed *= np.uint32(0x6A09E667)
         mixed ^= mixed >> np.uint32(16)
-    return (((mixed >> np.uint32(8)) & np.uint32(0xFFFFFF)).astype(np.float32) + np.float32(0.5)) / np.float32(16777216)
+    # 23 bits, so that the largest value plus 0.5 stays below 2^23 and u below 1.0 in fp32
+    return (((mixed >> np.uint32(9)) & np.uint32(0x7FFFFF)).astype(np.float32) + np.float32(0.5)) / np.float32(8388608)
 
 
 KERNELS = {

@@ -13,7 +13,7 @@ Body (all plain maps, lists, strings, numbers and bytes):
     targets      [SM numbers the kernels were exported for, e.g. 90]; may be empty (CPU only)
     limits       {max_batch, max_seq, prefill_buckets: [S, ...]}
     regions      {arena, io, kv, scratch, weights}: bytes of each device allocation (scratch:
-                 split-K workspace, must start zeroed)
+                 kernel scratch, must start zeroed; empty in plans made today)
     buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
                  vs. without reuse (a program with T rows uses T * arena_row_bytes)
     generation   None (a graph without logits), or the on-device sampler's state operands in

@@ -45,3 +45,25 @@ def check_prefill_and_decode(model, executor, bound, bucket=16):
             assert error < bound, ("decode", step, b, error)
             worst = max(worst, error)
     return worst
+
+
+def hf_greedy(model, prompt, new_tokens):
+    """HF `generate`'s greedy tokens for one prompt (exactly `new_tokens`: EOS is not a stop), and
+    each step's margin: the chosen token's logit minus the best other one, over the largest |logit|.
+
+    A margin <= 0 means HF did not pick the raw argmax (min_new_tokens masks EOS), so a plan
+    generating with no EOS ids would rightly differ there.
+    """
+    import torch
+    ids = torch.tensor([prompt], device=next(model.parameters()).device)
+    with torch.no_grad():
+        output = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
+                                min_new_tokens=new_tokens, pad_token_id=0, output_logits=True,
+                                return_dict_in_generate=True)
+    tokens = output.sequences[0, len(prompt):].tolist()
+    margins = []
+    for token, step_logits in zip(tokens, output.logits):
+        row = step_logits[0].float()
+        others = torch.cat([row[:token], row[token + 1:]])
+        margins.append((row[token] - others.max()).item() / row.abs().max().item())
+    return tokens, margins

@@ -1,7 +1,7 @@
 """The compiler passes, in the one order they run. Each is `run(graph) -> graph`."""
 
-from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, fuse_norm_rope,
-                             hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers)
+from compiler.passes import (concat_gate_up, concat_qkv, fold_norms, fuse_add_norm, fuse_epilogues,
+                             fuse_norm_rope, hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers)
 
 PIPELINE = (
     infer_shapes,
@@ -9,15 +9,14 @@ PIPELINE = (
     concat_qkv,
     concat_gate_up,
     fuse_epilogues,
+    fold_norms,
     fuse_add_norm,
     fuse_norm_rope,
     merge_qk_rope,
     infer_shapes,      # re-validate what the rewrites produced
     plan_buffers,
 )
-# Optional: mark_norm_prologues (decode matmuls normalize their own rows). Measured on the H100 it
-# made them slower (gpt2 c_attn 3.9 -> 7.7 us, more than the LayerNorm launch it saves), so it is
-# not in PIPELINE; it is kept, tested, for GPUs or cuTile versions where it pays.
+
 
 
 def run_pipeline(graph, progress=None):

@@ -7,6 +7,7 @@ used with two shapes) raises GraphError naming the file, line and op.
 from compiler.errors import GraphError
 
 ROWS = "T"
+STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor (see fold_norms)
 
 
 def run(graph):
@@ -44,6 +45,17 @@ def _set_output(graph, op, index, width, view_of=None):
     tensor.view_of = view_of
 
 
+def _set_stats(graph, op, width):
+    """A producer's row statistics (fold_norms): [T, G] fp32, G per-32-column sums (x2 LayerNorm)."""
+    if len(op.outputs) < 2:
+        return
+    if op.attrs.get("row_stats") not in ("layernorm", "rmsnorm"):
+        raise GraphError(f"{op.describe()}: a second output needs row_stats 'layernorm' or 'rmsnorm'")
+    groups = -(-int(width) // STATS_GROUP) * (2 if op.attrs["row_stats"] == "layernorm" else 1)
+    tensor = graph.tensors[op.outputs[1]]
+    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, groups), "float32", None
+
+
 def _set_weight(graph, op, role, shape):
     weight = graph.weights[op.weights[role]]
     shape = tuple(int(d) for d in shape)
@@ -72,6 +84,7 @@ def _embed(graph, op):
             raise GraphError(f"{op.describe()}: 'position_weight' needs the attribute 'positions'")
         _set_weight(graph, op, "position_weight", (op.attrs["positions"], op.attrs["dim"]))
     _set_output(graph, op, 0, op.attrs["dim"])
+    _set_stats(graph, op, op.attrs["dim"])
 
 
 def _layernorm(graph, op):
@@ -108,6 +121,11 @@ def _linear(graph, op):
     if "residual" in epilogue and _width(graph, op, "residual") != out_width:
         raise GraphError(f"{op.describe()}: residual width {_width(graph, op, 'residual')} != output width {out_width}")
     _set_output(graph, op, 0, out_width)
+    _set_stats(graph, op, out_width)
+    if "stats" in op.inputs:
+        stats = graph.tensors[op.inputs["stats"]]
+        if stats.dtype != "float32" or len(stats.shape) != 2 or stats.shape[0] != ROWS:
+            raise GraphError(f"{op.describe()}: input 'stats' ({stats.name}) must be [T, G] float32 row statistics")
 
 
 def _split(graph, op):

@@ -29,11 +29,15 @@ TINY = [
      [(F16, (10, 48)), (F16, (48, 200)), (F16, (200,)), (F16, (10, 200)), (F16, (10, 200))]),
     ("matmul_silu_fp32", "matmul", {"dtype": "float32", "out_dtype": "float32", "epilogue": ("silu_mul",)},
      [("float32", (37, 48)), ("float32", (48, 136)), ("float32", (48, 136)), ("float32", (37, 136))]),
-    ("matmul_decode_split", "matmul",
-     {"dtype": "bfloat16", "out_dtype": "bfloat16", "epilogue": ("silu_mul",), "prologue": "rmsnorm", "eps": 1e-6,
-      "workspace": True},
-     [("bfloat16", (2, 48)), ("bfloat16", (48,)), ("bfloat16", (48, 136)), ("bfloat16", (48, 136)),
-      ("bfloat16", (2, 136)), ("float32", (16, 2, 2, 136)), (I32, (9,))]),
+    ("matmul_decode_folded_norm", "matmul",
+     {"dtype": "bfloat16", "out_dtype": "bfloat16", "epilogue": ("silu_mul",), "prologue": "rmsnorm", "eps": 1e-6},
+     [("bfloat16", (2, 48)), ("float32", (2, 2)), ("bfloat16", (48, 136)), ("bfloat16", (48, 136)),
+      ("bfloat16", (2, 136))]),
+    ("matmul_row_stats", "matmul",
+     {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "residual"), "row_stats": "layernorm"},
+     [(F16, (10, 48)), (F16, (48, 200)), (F16, (200,)), (F16, (10, 200)), (F16, (10, 200)), ("float32", (10, 14))]),
+    ("embed_row_stats", "embed", {"dtype": F16, "positions": False, "row_stats": "rmsnorm"},
+     [(I32, (2, 5)), (I32, (2,)), (F16, (300, 48)), (F16, (10, 48)), ("float32", (10, 2))]),
     ("gelu", "gelu", {"dtype": F16}, [(F16, (10, 48))] * 2),
     ("silu_mul", "silu_mul", {"dtype": F16}, [(F16, (10, 48))] * 3),
     ("add", "add", {"dtype": "float32"}, [("float32", (10, 48))] * 3),
@@ -159,8 +163,7 @@ def test_launch_grids_cover_odd_shapes():
     assert launch_grid("attention", {"phase": "prefill", "tile_q": 16, "heads": 3, "seq": 19}, attention) == (2, 3, 2)
     attention = [(2, 48), (2, 48), (2, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (2, 48)]
     assert launch_grid("attention", {"phase": "decode", "heads": 3}, attention) == (2, 3, 1)
-    split = [(2, 3000), (3000, 200), (2, 200), (16, 1, 2, 200), (52,)]  # x, weight, out, partials, counters
-    assert launch_grid("matmul", {"tile_m": 16, "tile_n": 64, "workspace": True, "split_k": 8}, split) == (1, 4, 8)
+    assert launch_grid("matmul", {"tile_m": 16, "tile_n": 32}, [(2, 3000), (3000, 200), (2, 200)]) == (1, 7, 1)
     assert launch_grid("rmsnorm", {"rows": 8, "group": 16}, [(37, 48), (16,), (37, 48)]) == (5, 3, 1)
 
 

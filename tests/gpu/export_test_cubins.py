@@ -29,8 +29,9 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 EXACT, TRANSCENDENTAL, TENSOR_CORE, HALF = 1e-4, 1e-3, 5e-3, 2e-2
 
 
-def operand(name, dtype, shape, role="in", parent_cols=None, column=0, values=None):
-    """A view of `shape` into its own buffer whose rows are `parent_cols` wide, starting at `column`."""
+def operand(name, dtype, shape, role="in", parent_cols=None, column=0, values=None, mean=None, std=None):
+    """A view of `shape` into its own buffer whose rows are `parent_cols` wide, starting at `column`
+    (random inputs drawn from N(mean, std) when given)."""
     shape = list(shape)
     width = parent_cols or shape[-1]
     strides = [1] * len(shape)
@@ -43,6 +44,8 @@ def operand(name, dtype, shape, role="in", parent_cols=None, column=0, values=No
              "buffer": buffer, "role": role}
     if values is not None:
         entry["values"] = [int(v) if dtype == "int32" else float(v) for v in values]
+    if mean is not None:
+        entry["mean"], entry["std"] = mean, std
     return entry
 
 
@@ -56,9 +59,11 @@ def _tolerance(dtype, fp32_bound):
 
 def _embed_cases():
     cases = []
-    for dtype, vocab, width, positions, batch, seq in (("float32", 50257, 48, True, 1, 37),
-                                                       ("float16", 300, 192, False, 2, 19),
-                                                       ("bfloat16", 1000, 3584, True, 2, 19)):
+    for dtype, vocab, width, positions, batch, seq, *stats in (("float32", 50257, 48, True, 1, 37),
+                                                              ("float16", 300, 192, False, 2, 19),
+                                                              ("bfloat16", 1000, 3584, True, 2, 19),
+                                                              ("float16", 300, 80, True, 2, 5, "layernorm"),
+                                                              ("bfloat16", 1000, 3584, False, 1, 3, "rmsnorm")):
         tokens = [(i * 7919 + 13) % vocab for i in range(batch * seq)]
         tokens[-1] = vocab - 1
         ops = [operand("tokens", "int32", [batch, seq], values=tokens), _ints("start_pos", [3, 0][:batch]),
@@ -66,7 +71,11 @@ def _embed_cases():
         if positions:
             ops.append(operand("pos_table", dtype, [64, width]))
         ops.append(operand("out", dtype, [batch * seq, width], "out", parent_cols=width + 16))
-        cases.append((f"embed-{dtype}-v{vocab}-d{width}", "embed", {"dtype": dtype, "positions": positions}, ops,
+        constants = {"dtype": dtype, "positions": positions}
+        if stats:
+            constants["row_stats"] = stats[0]
+            ops.append(operand("stats", "float32", [batch * seq, -(-width // 32) * (2 if stats[0] == "layernorm" else 1)], "out"))
+        cases.append((f"embed-{dtype}-v{vocab}-d{width}" + (f"-stats-{stats[0]}" if stats else ""), "embed", constants, ops,
                       _tolerance(dtype, EXACT)))
     return cases
 
@@ -97,7 +106,7 @@ def _norm_cases():
 
 def _matmul_cases():
     cases = []
-    for dtype, rows, inner, columns, epilogue, prologue in (
+    for dtype, rows, inner, columns, epilogue, prologue, *stats in (
             ("float16", 37, 48, 50257, (), None),                          # lm head, odd vocab
             ("float32", 37, 192, 576, ("bias",), None),                    # qkv with bias, TF32
             ("bfloat16", 37, 192, 768, ("bias", "gelu"), None),            # mlp up
@@ -107,15 +116,20 @@ def _matmul_cases():
             ("float16", 2, 192, 50257, (), None),                          # decode lm head
             ("float32", 3, 48, 200, ("bias", "gelu", "residual"), None),   # decode, every fused step
             ("float16", 300, 192, 192, ("residual",), None),               # several row tiles
-            ("float16", 3, 2000, 200, ("bias", "residual"), "layernorm"),  # decode split-K + LayerNorm
-            ("bfloat16", 2, 1000, 2 * 136, ("silu_mul",), "rmsnorm"),      # decode split-K gate+up + RMSNorm
-            ("float32", 1, 192, 576, ("bias",), "layernorm")):             # decode, one row, TF32
+            ("float16", 3, 2000, 200, ("bias", "residual"), "layernorm"),  # decode + folded LayerNorm
+            ("bfloat16", 2, 1000, 2 * 136, ("silu_mul",), "rmsnorm"),      # decode gate+up + folded RMSNorm
+            ("float32", 1, 192, 576, ("bias",), "layernorm"),              # decode, one row, TF32
+            ("float16", 300, 768, 2304, ("bias",), "layernorm"),           # prefill + folded LayerNorm
+            ("bfloat16", 37, 1024, 2 * 256, ("silu_mul",), "rmsnorm"),     # prefill gate+up + RMSNorm
+            ("float16", 3, 3072, 200, ("bias", "residual"), None, "layernorm"),  # decode, writes LN stats
+            ("bfloat16", 37, 192, 1000, ("residual",), None, "rmsnorm"),          # prefill, writes RMS stats
+            ("float32", 2, 48, 2 * 80, ("silu_mul",), None, "layernorm")):        # odd width: partial group
         out_cols = columns // 2 if "silu_mul" in epilogue else columns
-        ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8)]
-        if prologue:
-            ops.append(operand("norm_weight", dtype, [inner]))
-            if prologue == "layernorm":
-                ops.append(operand("norm_bias", dtype, [inner]))
+        # folded norms read raw residual rows: give them a mean and a spread far from (0, 1)
+        ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8, **({"mean": 1.5, "std": 3.0} if prologue else {}))]
+        if prologue:  # per-32-column sums of x's rows (the test fills them from the x it draws)
+            groups = -(-inner // 32) * (2 if prologue == "layernorm" else 1)
+            ops.append(operand("norm_stats", "float32", [rows, groups]))
         if "silu_mul" in epilogue:  # the two halves of one [K, gate | up] weight
             ops += [operand("weight", dtype, [inner, out_cols], parent_cols=columns),
                     operand("weight_up", dtype, [inner, out_cols], parent_cols=columns, column=out_cols)]
@@ -129,12 +143,11 @@ def _matmul_cases():
         constants = {"dtype": dtype, "out_dtype": dtype, "epilogue": list(epilogue)}
         if prologue:
             constants.update(prologue=prologue, eps=1e-5)
-            parts = 2 if "silu_mul" in epilogue else 1
-            tiles = -(-rows // 16) * -(-out_cols // 16)
-            ops += [operand("partials", "float32", [16, parts, rows, out_cols]),  # overwritten before read
-                    operand("counters", "int32", [tiles], "inout", values=[0] * tiles)]
-            constants["workspace"] = True
-        name = f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
+        if stats:
+            constants["row_stats"] = stats[0]
+            ops.append(operand("stats", "float32", [rows, -(-out_cols // 32) * (2 if stats[0] == "layernorm" else 1)], "out"))
+        name = (f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
+                + (f"-stats-{stats[0]}" if stats else ""))
         cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
     return cases
 

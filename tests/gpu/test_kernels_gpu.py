@@ -27,7 +27,7 @@ from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import View  # noqa: E402
+from runtime.numpy_kernels import View, norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -37,12 +37,10 @@ BOUNDS = {"float32": 5e-3, "float16": 2e-2, "bfloat16": 5e-2}  # fp32 matmuls ru
 def _outputs(template, args, constants):
     if template == "sample":
         return args[6:10]  # history, next tokens, next start, next lens
-    if template == "matmul" and constants.get("workspace"):
-        return args[-3:-2]  # partials and counters follow the output
     if template == "attention":
         return [args[-1], args[3], args[4]]  # out, k_cache, v_cache
-    if template == "add_norm":
-        return args[-2:]
+    if template == "add_norm" or constants.get("row_stats"):
+        return args[-2:]  # two outputs (sum and norm; out and its row statistics)
     return args[-1:]
 
 
@@ -154,6 +152,8 @@ def view_of(buffer, entry):
 
 def _input_values(case, entry, rng):
     shape, name = tuple(entry["shape"]), entry["name"]
+    if "mean" in entry:
+        return entry["mean"] + entry["std"] * rng.standard_normal(shape)
     if name in ("cos", "sin"):
         angles = rng.uniform(0, 2 * np.pi, size=shape)
         return np.cos(angles) if name == "cos" else np.sin(angles)
@@ -181,7 +181,11 @@ def make_buffers(case, rng):
             buffer = encode(np.full(entry["buffer"], np.nan), dtype)
         else:
             buffer = encode(rng.standard_normal(entry["buffer"]), dtype)
-            if entry["role"] == "in":
+            if entry["name"] == "norm_stats":  # a folded norm's statistics: those of the x rows drawn
+                x = next(e for e in case["operands"] if e["name"] == "x")
+                rows = decode(view_of(buffers["x"], x), x["dtype"]).astype(np.float32)
+                view_of(buffer, entry)[...] = encode(row_stats(rows, case["constants"]["prologue"]), dtype)
+            elif entry["role"] == "in":
                 view_of(buffer, entry)[...] = encode(_input_values(case, entry, rng), dtype)
         buffers[entry["name"]] = buffer
     return buffers
@@ -212,7 +216,10 @@ def _ref_embed(c, v):
     if c["positions"]:
         positions = (v["start_pos"].astype(np.int64)[:, None] + np.arange(seq)[None, :]).reshape(-1)
         values = values + v["pos_table"][positions]
-    return {"out": values}
+    expected = {"out": values}
+    if c.get("row_stats"):
+        expected["stats"] = row_stats(values.astype(np.float32), c["row_stats"])
+    return expected
 
 
 def _ref_layernorm(c, v):
@@ -234,11 +241,12 @@ def _ref_add_norm(c, v):
 
 def _ref_matmul(c, v):
     x = v["x"]
-    if c.get("prologue") == "layernorm":
-        x = _layernorm(x, v["norm_weight"], v["norm_bias"], c["eps"])
-    elif c.get("prologue") == "rmsnorm":
-        x = _rmsnorm(x, v["norm_weight"], c["eps"], x.shape[1])
     acc = x @ v["weight"]
+    up = x @ v["weight_up"] if "silu_mul" in c["epilogue"] else None
+    if c.get("prologue"):  # a folded norm: rows scaled by 1/sqrt(var + eps) from the given stats
+        rstd = norm_rstd(v["norm_stats"], x.shape[1], c["prologue"], c["eps"])
+        acc = acc * rstd
+        up = None if up is None else up * rstd
     for step in c["epilogue"]:
         if step == "bias":
             acc = acc + v["bias"]
@@ -247,10 +255,10 @@ def _ref_matmul(c, v):
         elif step == "residual":
             acc = acc + v["residual"]
         elif step == "silu_mul":
-            acc = _silu(acc) * (x @ v["weight_up"])
+            acc = _silu(acc) * up
     expected = {"out": acc}
-    if c.get("workspace"):
-        expected["counters"] = np.zeros_like(v["counters"])  # the last CTA of each tile resets its counter
+    if c.get("row_stats"):  # statistics of the stored (rounded) output
+        expected["stats"] = row_stats(decode(encode(acc, c["out_dtype"]), c["out_dtype"]).astype(np.float32), c["row_stats"])
     return expected
 
 

@@ -78,6 +78,13 @@ def test_hash_is_uniform_and_depends_on_every_input():
     assert not np.array_equal(draws, hash_uniform(2, 2, ids)) and not np.array_equal(draws, hash_uniform(1, 3, ids))
 
 
+def test_hash_uniform_stays_below_one():
+    # seed 2, position 0: ids 2270064 and 11449329 hash to the top 24-bit value, which rounded to
+    # exactly 1.0 (an infinite Gumbel score) before the uniform kept only 23 bits
+    draws = hash_uniform(2, 0, np.array([2270064, 11449329], dtype=np.int32))
+    assert draws.max() < 1.0 and np.isfinite(-np.log(-np.log(draws))).all()
+
+
 @pytest.mark.parametrize("case, expected_lens", [
     ({"eos": (int(np.argmax(LOGITS)),)}, 0),        # EOS chosen: the sequence finishes
     ({"cancel": 1}, 0),                             # the host cancelled it (a stop string)
