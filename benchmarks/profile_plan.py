@@ -29,7 +29,7 @@ def profile(plan, program, reps):
     rows = []
     start, end = cupy.cuda.Event(), cupy.cuda.Event()
     stream = executor.stream
-    for launch, (function, grid, block, args) in zip(spec["launches"], launches):
+    for launch, (function, grid, block, args, _) in zip(spec["launches"], launches):
         # a graph of `reps` copies of this one launch: GPU time without host launch overhead
         function(grid, block, args, stream=stream)
         stream.synchronize()

@@ -22,7 +22,7 @@ TABLE = {
 # Decode matmuls wider than this (LM heads) have CTAs to spare: 16x64x128 read qwen3-0.6b's
 # 311 MB LM head at 2.5-2.7 TB/s; 16x32x256 took 199 us instead of 126.
 WIDE_DECODE_COLUMNS = 16384
-WIDE_DECODE = {"tile_m": 16, "tile_n": 64, "tile_k": 128}
+WIDE_DECODE = {"tile_m": 16, "tile_n": 128, "tile_k": 128}
 STATS_GROUP = 32  # columns per partial sum of row statistics (fold_norms)
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
@@ -93,6 +93,7 @@ def _chosen_tiles(sm, template, constants, shapes):
         if constants.get("row_stats") and tiles["tile_n"] % STATS_GROUP:
             raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {STATS_GROUP} "
                              f"to store row statistics")
+        tiles.update(_stats_half(constants, shapes))
         return tiles
     if template in ("layernorm", "add_norm"):
         block = pow2(shapes[0][1])
@@ -104,7 +105,7 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": min(256, pow2(shapes[0][1])), "rows": 16}
     if template == "embed":  # with row statistics the output precedes them
         out = shapes[-2] if constants.get("row_stats") else shapes[-1]
-        return {"block": min(1024, pow2(out[1], STATS_GROUP))}
+        return {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
     if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...
@@ -122,6 +123,11 @@ def _chosen_tiles(sm, template, constants, shapes):
             return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": 64}
         return {"block_d": block_d, "tile_kv": wide}
     return {}
+
+
+def _stats_half(constants, shapes):
+    """Where LayerNorm row statistics keep their sums: the second half of the last operand."""
+    return {"stats_half": shapes[-1][1] // 2} if constants.get("row_stats") == "layernorm" else {}
 
 
 def _fill_waves(sm, rows, columns, dtype):

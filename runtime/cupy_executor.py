@@ -3,11 +3,16 @@
 At load: pick the cubins for this GPU's SM, allocate one buffer per region (arena, io, kv,
 weights), upload the weights once, pack every launch's parameters once. Each program is captured
 into a CUDA graph the first time it runs and replayed after that (`use_graphs=False` launches
-eagerly, for debugging). Never compiles anything.
+eagerly, for debugging). The decode program's kernels are launched with programmatic dependent
+launch (runtime/driver_launch.py): each may start while the previous one finishes
+(CGC_PDL=0 turns this off). Never compiles anything.
 """
+
+import os
 
 import numpy as np
 
+from runtime.driver_launch import DependentLaunch
 from runtime.dtypes import itemsize, storage_dtype, to_float32
 from runtime.errors import DeviceError, PlanError
 from runtime.plan import weights_image
@@ -111,14 +116,26 @@ class CupyExecutor:
             if target is None:
                 raise PlanError(f"program '{name}' launch of op {launch['op']} has no kernel for sm_{self.sm}")
             function, block = self._function(target["kernel"])
-            launches.append((function, tuple(target["grid"]), block, _pack_args(launch["args"], self.pointers)))
+            grid, args = tuple(target["grid"]), _pack_args(launch["args"], self.pointers)
+            dependent = DependentLaunch(function.ptr, grid, block, args) if self._dependent(program) else None
+            launches.append((function, grid, block, args, dependent))
         inputs = {key: self._view(operand) for key, operand in program["inputs"].items()}
         outputs = {key: (self._view(operand), operand["dtype"]) for key, operand in program["outputs"].items()}
         return inputs, launches, outputs
 
+    @staticmethod
+    def _dependent(program):
+        """Programmatic dependent launch for decode (one wave of CTAs per kernel, but the LM
+        head's, whose successor is the one-CTA-per-sequence sampler); prefill kernels run many
+        waves that waiting successors would crowd."""
+        return program["seq"] == 1 and os.environ.get("CGC_PDL", "1") != "0"
+
     def _launch_all(self, launches):
-        for function, grid, block, args in launches:
-            function(grid, block, args, stream=self.stream)
+        for function, grid, block, args, dependent in launches:
+            if dependent is not None:
+                dependent.launch(self.stream.ptr)
+            else:
+                function(grid, block, args, stream=self.stream)
 
     def close(self):
         """Free the CUDA graphs before the modules their kernels live in (the reverse order

@@ -59,9 +59,12 @@ STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor
 
 
 def row_stats(rows, norm):
-    """[T, G] sums of squares of each 32-column group of the stored rows, then (LayerNorm) the sums."""
+    """[T, G] sums of squares of each 32-column group of the stored rows; for LayerNorm [T, 2P]
+    (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P), zeros between."""
     width = rows.shape[1]
     groups = -(-width // STATS_GROUP)
+    if norm == "layernorm":
+        groups = 1 << (groups - 1).bit_length()
     padded = np.zeros((rows.shape[0], groups * STATS_GROUP), dtype=np.float32)
     padded[:, :width] = rows
     padded = padded.reshape(rows.shape[0], groups, STATS_GROUP)

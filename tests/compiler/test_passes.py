@@ -162,7 +162,7 @@ def test_fold_norms_weights_match_the_norm():
     normed = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5) * values["g"] + values["beta"]
     expected = normed @ values["w"] + values["b"]
     stats = row_stats(x, "layernorm")
-    assert stats.shape == (rows, 4)
+    assert stats.shape == (rows, 4)  # 2 groups of squares, then 2 of sums
     rstd = norm_rstd(stats, width, "layernorm", 1e-5)
     folded = (x @ build_weight(weights, "w'", Source())) * rstd + build_weight(weights, "b'", Source())
     np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

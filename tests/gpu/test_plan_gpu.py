@@ -43,12 +43,15 @@ def test_prefill_and_decode_match_hf(compiled):
     print(f"{plan['model']['family']}: worst relative error {worst:.2e}")
 
 
-def test_graph_replay_equals_eager(compiled):
+def test_graph_replay_equals_eager(compiled, monkeypatch):
+    """Eager, graph replay, graph replay again, and graph replay without programmatic dependent
+    launch (decode) all give the same bits."""
     model, plan = compiled
     rng = np.random.default_rng(5)
     tokens = rng.integers(0, model.config.vocab_size, size=(2, 16)).astype(np.int32)
     results = []
-    for use_graphs in (False, True, True):
+    for use_graphs, pdl in ((False, "1"), (True, "1"), (True, "1"), (True, "0")):
+        monkeypatch.setenv("CGC_PDL", pdl)
         executor = CupyExecutor(plan, use_graphs=use_graphs)
         executor.reset()
         prefill = executor.run("prefill_16", tokens, [0, 0], [16, 11])["logits"]
