@@ -176,6 +176,7 @@ class _ProgramLowering:
         self.shape = shape
         self.rows = shape.batch * shape.seq
         self.decode = shape.seq == 1
+        self.fused_ropes = self._fused_ropes() if self.decode else {}
         self.io = {}
         io_offset = lowering.io_bytes
         state = lowering.generation
@@ -204,6 +205,24 @@ class _ProgramLowering:
         arena = self.rows * self.graph.buffers["arena_row_bytes"]
         lowering.arena_bytes = max(lowering.arena_bytes, _align(arena))
 
+    def _fused_ropes(self):
+        """{attention name: rope op} for decode attentions that rotate q and k themselves: the merged
+        q|k rope (merge_qk_rope) feeding only them, with a power-of-two head_dim (the kernel joins
+        the two rotated halves). Its launch is skipped; its input columns become q and k."""
+        graph, fused = self.graph, {}
+        for attention in (op for op in graph.ops if op.kind == "attention"):
+            split = graph.producer(attention.inputs["q"])
+            if split is None or split.kind != "split" or split.outputs != [attention.inputs["q"], attention.inputs["k"]]:
+                continue
+            rope = graph.producer(split.inputs["x"])
+            head_dim = attention.attrs["head_dim"]
+            if (rope is None or rope.kind != "rope" or "q_heads" not in rope.attrs or head_dim & (head_dim - 1)
+                    or graph.consumers(rope.outputs[0]) != [split]
+                    or any(graph.consumers(t) != [attention] for t in split.outputs)):
+                continue
+            fused[attention.name] = rope
+        return fused
+
     def operand(self, tensor_name):
         if tensor_name in self.io:
             return self.io[tensor_name]
@@ -220,7 +239,10 @@ class _ProgramLowering:
 
     def run(self):
         launches = []
+        skipped = {rope.name for rope in self.fused_ropes.values()}
         for op in self.graph.ops:
+            if op.name in skipped:
+                continue  # its attention rotates q and k (decode)
             lower = getattr(self, f"_{op.kind}", None)
             if lower is None:
                 raise CompileError(f"{op.describe()}: no kernel lowers op '{op.kind}'")
@@ -322,9 +344,21 @@ class _ProgramLowering:
         heads = {"kv_heads": op.attrs["kv_heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
         constants = {**self._base(), **heads, "heads": op.attrs["heads"], "scale": op.attrs["scale"],
                      "phase": "prefill" if self.shape.seq > 1 else "decode"}
+        q, k = self.operand(op.inputs["q"]), self.operand(op.inputs["k"])
+        rope = self.fused_ropes.get(op.name)
+        extra = []
+        if rope is not None:  # q and k are the rope's input columns; the kernel rotates them
+            qk = self.operand(rope.inputs["x"])
+            q = {**qk, "shape": [qk["shape"][0], q["shape"][1]]}
+            k = {**qk, "shape": [qk["shape"][0], k["shape"][1]],
+                 "offset": qk["offset"] + q["shape"][1] * itemsize(qk["dtype"])}
+            extra = self._weights(rope, "cos", "sin", "norm_weight", "k_norm_weight")
+            constants["rope"] = True
+            if "norm_weight" in rope.weights:
+                constants["norm_eps"] = rope.attrs["norm_eps"]
         yield "attention", constants, [
-            self.operand(op.inputs["q"]), self.operand(op.inputs["k"]), self.operand(op.inputs["v"]), k_cache, v_cache,
-            self.io["start_pos"], self.io["seq_lens"], self.operand(op.outputs[0])]
+            q, k, self.operand(op.inputs["v"]), k_cache, v_cache, self.io["start_pos"], self.io["seq_lens"], *extra,
+            self.operand(op.outputs[0])]
 
     def _elementwise(self, template, op, roles):
         operands = [self.operand(op.inputs[r]) for r in roles] + [self.operand(op.outputs[0])]

@@ -183,37 +183,52 @@ def rope(constants, x, *rest):
     a per-head RMSNorm (rounded to the storage dtype) when the spec has `norm_eps` (heads from
     `q_heads` on use `k_norm_weight`, for a merged q|k rope)."""
     heads, head_dim, seq = constants["heads"], constants["head_dim"], constants["seq"]
-    values = x.read()
+    scales = None
     if "norm_eps" in constants:
         norm_weight, *rest = rest
         scales = np.tile(norm_weight.read(), (heads, 1))
         if "q_heads" in constants:  # a merged q|k rope: k heads take the k norm
             k_norm_weight, *rest = rest
             scales[constants["q_heads"]:] = k_norm_weight.read()
-        heads_view = values.reshape(values.shape[0], heads, head_dim)
-        rms = np.sqrt((heads_view * heads_view).mean(axis=-1, keepdims=True) + constants["norm_eps"])
-        values = _round((heads_view / rms * scales).reshape(values.shape), x.dtype)
     start_pos, cos, sin, out = rest
+    out.write(_rotate(x.read(), head_dim, seq, start_pos, cos, sin, scales, constants.get("norm_eps"), x.dtype))
+
+
+def _rotate(values, head_dim, seq, start_pos, cos, sin, scales, eps, dtype):
+    """rope's rows: each head RMS-normalized by `scales` [heads, D] first when given (rounded to
+    `dtype`), then rotated (rotate_half) at position start_pos[b] + s."""
     rows = values.shape[0]
+    heads_view = values.reshape(rows, -1, head_dim)
+    if scales is not None:
+        rms = np.sqrt((heads_view * heads_view).mean(axis=-1, keepdims=True) + eps)
+        heads_view = _round(heads_view / rms * scales, dtype)
     positions = _positions(start_pos, rows // seq, seq, cos.array.shape[0])
     c, s = cos.read()[positions][:, None, :], sin.read()[positions][:, None, :]
-    heads_view = values.reshape(rows, heads, head_dim)
     half = head_dim // 2
     first, second = heads_view[..., :half], heads_view[..., half:]
     rotated = np.concatenate([first * c - second * s, second * c + first * s], axis=-1)
-    out.write(rotated.reshape(rows, heads * head_dim))
+    return rotated.reshape(rows, -1)
 
 
-def attention(constants, q, k, v, k_cache, v_cache, start_pos, seq_lens, out):
+def attention(constants, q, k, v, k_cache, v_cache, start_pos, seq_lens, *rest):
     """Append the real rows' k/v to the cache at their absolute positions, then causal attention of
-    each real query row over its sequence's cache; padding rows get zeros."""
+    each real query row over its sequence's cache; padding rows get zeros. With `rope`, q and k
+    are rotated first (rest: cos, sin, then with norm_eps the q and k norm weights), as the rope
+    kernel would have stored them."""
     heads, kv_heads, head_dim = constants["heads"], constants["kv_heads"], constants["head_dim"]
     seq, scale = constants["seq"], constants["scale"]
     group = heads // kv_heads
-    queries = q.read()
+    *tables, out = rest
+    queries, keys, values = q.read(), k.read(), v.read()
+    if constants.get("rope"):
+        cos, sin, *norms = tables
+        eps = constants.get("norm_eps")
+        q_scales, k_scales = ((np.tile(n.read(), (count, 1)) for n, count in zip(norms, (heads, kv_heads)))
+                              if norms else (None, None))
+        queries = _round(_rotate(queries, head_dim, seq, start_pos, cos, sin, q_scales, eps, q.dtype), q.dtype)
+        keys = _round(_rotate(keys, head_dim, seq, start_pos, cos, sin, k_scales, eps, k.dtype), k.dtype)
     result = np.zeros_like(queries)
     starts, lengths = start_pos.read(), seq_lens.read()
-    keys, values = k.read(), v.read()
     for b in range(len(starts)):
         for s in range(int(lengths[b])):
             row, position = b * seq + s, int(starts[b]) + s

@@ -55,6 +55,12 @@ TINY = [
      [("bfloat16", (3, 256)), ("bfloat16", (3, 256)), ("bfloat16", (3, 256)), ("bfloat16", (3, 2, 64, 128)),
       ("bfloat16", (3, 2, 64, 128)), (I32, (3,)), (I32, (3,)), ("bfloat16", (3, 256))]),
 ]
+TINY.append(("attention_decode_rope", "attention",
+             {"dtype": "bfloat16", "heads": 2, "kv_heads": 1, "head_dim": 64, "seq": 1, "scale": 0.125, "phase": "decode",
+              "rope": True, "norm_eps": 1e-6},
+             [("bfloat16", (3, 128)), ("bfloat16", (3, 64)), ("bfloat16", (3, 64)), ("bfloat16", (3, 1, 64, 64)),
+              ("bfloat16", (3, 1, 64, 64)), (I32, (3,)), (I32, (3,)), ("float32", (64, 32)), ("float32", (64, 32)),
+              ("bfloat16", (64,)), ("bfloat16", (64,)), ("bfloat16", (3, 128))]))
 TEMPLATES = {"embed", "layernorm", "rmsnorm", "add_norm", "matmul", "gelu", "silu_mul", "add", "rope",
              "attention"}
 

@@ -196,7 +196,7 @@ def _rope_cases():
 
 def _attention_cases():
     cases = []
-    for phase, dtype, heads, kv_heads, head_dim, starts, lengths in (
+    for phase, dtype, heads, kv_heads, head_dim, starts, lengths, *rope in (
             ("prefill", "float32", 3, 3, 16, [0, 7], [19, 11]),
             ("prefill", "float16", 4, 2, 64, [0, 20], [19, 19]),
             ("prefill", "bfloat16", 2, 1, 128, [30, 0], [7, 19]),
@@ -204,7 +204,9 @@ def _attention_cases():
             ("decode", "float32", 3, 3, 16, [0, 30, 63], [1, 1, 0]),
             ("decode", "float16", 4, 2, 64, [5, 62, 17], [1, 1, 1]),
             ("decode", "bfloat16", 2, 1, 128, [0, 40, 9], [1, 0, 1]),
-            ("decode", "float16", 6, 3, 32, [62, 1, 33], [1, 1, 1])):
+            ("decode", "float16", 6, 3, 32, [62, 1, 33], [1, 1, 1]),
+            ("decode", "bfloat16", 4, 2, 64, [0, 63, 17], [1, 1, 1], "norm"),  # rotates q/k (Qwen3 norms)
+            ("decode", "float32", 3, 1, 32, [5, 40, 0], [1, 0, 1], "plain")):   # rotates q/k (Llama)
         batch = len(starts)
         seq = 1 if phase == "decode" else 19
         width, kv_width = heads * head_dim, kv_heads * head_dim
@@ -214,12 +216,19 @@ def _attention_cases():
                operand("v", dtype, [batch * seq, kv_width], parent_cols=qkv_cols, column=width + kv_width),
                operand("k_cache", dtype, [batch, kv_heads, 64, head_dim], "inout"),  # history below start_pos
                operand("v_cache", dtype, [batch, kv_heads, 64, head_dim], "inout"),
-               _ints("start_pos", starts), _ints("seq_lens", lengths),
-               operand("out", dtype, [batch * seq, width], "out")]
+               _ints("start_pos", starts), _ints("seq_lens", lengths)]
         constants = {"dtype": dtype, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "seq": seq,
                      "scale": head_dim ** -0.5, "phase": phase}
+        if rope:  # q and k arrive unrotated; tables for 64 positions
+            ops += [operand("cos", "float32", [64, head_dim // 2]), operand("sin", "float32", [64, head_dim // 2])]
+            constants["rope"] = True
+            if rope[0] == "norm":
+                ops += [operand("norm_weight", dtype, [head_dim]), operand("k_norm_weight", dtype, [head_dim])]
+                constants["norm_eps"] = 1e-6
+        ops.append(operand("out", dtype, [batch * seq, width], "out"))
         bound = TENSOR_CORE if phase == "prefill" else TRANSCENDENTAL
-        cases.append((f"attention-{phase}-{dtype}-h{heads}-kvh{kv_heads}-d{head_dim}", "attention", constants, ops,
+        cases.append((f"attention-{phase}-{dtype}-h{heads}-kvh{kv_heads}-d{head_dim}" + (f"-rope-{rope[0]}" if rope else ""),
+                      "attention", constants, ops,
                       _tolerance(dtype, bound)))
     return cases
 

@@ -301,6 +301,14 @@ def _ref_rope(c, v):
 def _ref_attention(c, v):
     heads, kv_heads, head_dim, seq = c["heads"], c["kv_heads"], c["head_dim"], c["seq"]
     group = heads // kv_heads
+    if c.get("rope"):  # q and k as the rope kernel would have stored them (rounded to the dtype)
+        v = dict(v)
+        for name, count, scale in (("q", heads, "norm_weight"), ("k", kv_heads, "k_norm_weight")):
+            rope = {"heads": count, "head_dim": head_dim, "seq": seq}
+            values = {"x": v[name], "start_pos": v["start_pos"], "cos": v["cos"], "sin": v["sin"]}
+            if "norm_eps" in c:
+                rope["norm_eps"], values["norm_weight"] = c["norm_eps"], v[scale]
+            v[name] = decode(encode(_ref_rope(rope, values)["out"], c["dtype"]), c["dtype"])
     k_cache, v_cache = v["k_cache"].copy(), v["v_cache"].copy()
     for b, (start, length) in enumerate(zip(v["start_pos"].astype(int), v["seq_lens"].astype(int))):
         for s in range(length):  # the kernel appends the chunk's real rows first
@@ -363,7 +371,8 @@ def check_outputs(case, before, after, expected):
         assert np.array_equal(after[name][outside].view(bits), before[name][outside].view(bits)), \
             f"{case['name']}: wrote {name} outside its view"
         actual = decode(view_of(after[name], entry), entry["dtype"])
-        if name in ("k_cache", "v_cache"):  # a copy in the same dtype: bit exact
+        copied = name == "v_cache" or (name == "k_cache" and not case["constants"].get("rope"))
+        if copied:  # a copy in the same dtype: bit exact (rotated keys are computed: within tolerance)
             mismatched = np.argwhere(actual != expected[name])
             assert mismatched.size == 0, f"{case['name']}: {name} differs at [b, h, pos, d] = {mismatched[:4].tolist()}"
             continue
