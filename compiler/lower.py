@@ -207,8 +207,9 @@ class _ProgramLowering:
 
     def _fused_ropes(self):
         """{attention name: rope op} for decode attentions that rotate q and k themselves: the merged
-        q|k rope (merge_qk_rope) feeding only them, with a power-of-two head_dim (the kernel joins
-        the two rotated halves). Its launch is skipped; its input columns become q and k."""
+        q|k rope (merge_qk_rope) feeding only them, with a power-of-two head_dim (the kernel reads
+        each head in two half tiles of head_dim / 2). Its launch is skipped; its input columns
+        become q and k."""
         graph, fused = self.graph, {}
         for attention in (op for op in graph.ops if op.kind == "attention"):
             split = graph.producer(attention.inputs["q"])

@@ -9,6 +9,8 @@ power-of-two blocks covering their (possibly odd) widths; the kernels mask the r
 
 import os
 
+from runtime.numpy_kernels import STATS_GROUP  # columns per partial sum of row statistics (fold_norms)
+
 DECODE_ROWS = 16  # token rows at or below this count as decode-shaped
 
 TABLE = {
@@ -23,7 +25,6 @@ TABLE = {
 # 311 MB LM head at 2.5-2.7 TB/s; 16x32x256 took 199 us instead of 126.
 WIDE_DECODE_COLUMNS = 16384
 WIDE_DECODE = {"tile_m": 16, "tile_n": 128, "tile_k": 128}
-STATS_GROUP = 32  # columns per partial sum of row statistics (fold_norms)
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768

@@ -58,13 +58,17 @@ def embed(constants, tokens, start_pos, table, *rest):
 STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor
 
 
+def stats_width(width, norm):
+    """Columns of the row statistics of `width` columns: G = ceil(width / 32) sums of squares, or
+    for LayerNorm 2P (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P)."""
+    groups = -(-int(width) // STATS_GROUP)
+    return 2 * (1 << (groups - 1).bit_length()) if norm == "layernorm" else groups
+
+
 def row_stats(rows, norm):
-    """[T, G] sums of squares of each 32-column group of the stored rows; for LayerNorm [T, 2P]
-    (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P), zeros between."""
+    """The row statistics (layout: stats_width) of the stored rows; unused groups are zero."""
     width = rows.shape[1]
-    groups = -(-width // STATS_GROUP)
-    if norm == "layernorm":
-        groups = 1 << (groups - 1).bit_length()
+    groups = stats_width(width, norm) // (2 if norm == "layernorm" else 1)
     padded = np.zeros((rows.shape[0], groups * STATS_GROUP), dtype=np.float32)
     padded[:, :width] = rows
     padded = padded.reshape(rows.shape[0], groups, STATS_GROUP)

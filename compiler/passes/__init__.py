@@ -18,7 +18,6 @@ PIPELINE = (
 )
 
 
-
 def run_pipeline(graph, progress=None):
     """Run every pass of PIPELINE in order; `progress(name)` is called before each."""
     for compiler_pass in PIPELINE:

@@ -5,9 +5,9 @@ used with two shapes) raises GraphError naming the file, line and op.
 """
 
 from compiler.errors import GraphError
+from runtime.numpy_kernels import stats_width
 
 ROWS = "T"
-STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor (see fold_norms)
 
 
 def run(graph):
@@ -46,24 +46,13 @@ def _set_output(graph, op, index, width, view_of=None):
 
 
 def _set_stats(graph, op, width):
-    """A producer's row statistics (fold_norms): [T, G] fp32 sums of squares of G 32-column groups;
-    LayerNorm's are [T, 2P] (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P)."""
+    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (see runtime/numpy_kernels.py)."""
     if len(op.outputs) < 2:
         return
     if op.attrs.get("row_stats") not in ("layernorm", "rmsnorm"):
         raise GraphError(f"{op.describe()}: a second output needs row_stats 'layernorm' or 'rmsnorm'")
-    groups = -(-int(width) // STATS_GROUP)
-    if op.attrs["row_stats"] == "layernorm":
-        groups = 2 * _pow2(groups)
     tensor = graph.tensors[op.outputs[1]]
-    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, groups), "float32", None
-
-
-def _pow2(value):
-    result = 1
-    while result < value:
-        result *= 2
-    return result
+    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, stats_width(width, op.attrs["row_stats"])), "float32", None
 
 
 def _set_weight(graph, op, role, shape):

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from compiler.specialize import alignment_facts
 from compiler.tiles import launch_grid
+from runtime.numpy_kernels import stats_width
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
@@ -57,12 +58,6 @@ def _tolerance(dtype, fp32_bound):
     return fp32_bound if dtype == "float32" else HALF
 
 
-def _stats_width(width, norm):
-    """Columns of the row statistics of `width` columns (see compiler/passes/infer_shapes.py)."""
-    groups = -(-width // 32)
-    return 2 * (1 << (groups - 1).bit_length()) if norm == "layernorm" else groups
-
-
 def _embed_cases():
     cases = []
     for dtype, vocab, width, positions, batch, seq, *stats in (("float32", 50257, 48, True, 1, 37),
@@ -80,7 +75,7 @@ def _embed_cases():
         constants = {"dtype": dtype, "positions": positions}
         if stats:
             constants["row_stats"] = stats[0]
-            ops.append(operand("stats", "float32", [batch * seq, _stats_width(width, stats[0])], "out"))
+            ops.append(operand("stats", "float32", [batch * seq, stats_width(width, stats[0])], "out"))
         cases.append((f"embed-{dtype}-v{vocab}-d{width}" + (f"-stats-{stats[0]}" if stats else ""), "embed", constants, ops,
                       _tolerance(dtype, EXACT)))
     return cases
@@ -134,7 +129,7 @@ def _matmul_cases():
         # folded norms read raw residual rows: give them a mean and a spread far from (0, 1)
         ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8, **({"mean": 1.5, "std": 3.0} if prologue else {}))]
         if prologue:  # per-32-column sums of x's rows (the test fills them from the x it draws)
-            ops.append(operand("norm_stats", "float32", [rows, _stats_width(inner, prologue)]))
+            ops.append(operand("norm_stats", "float32", [rows, stats_width(inner, prologue)]))
         if "silu_mul" in epilogue:  # the two halves of one [K, gate | up] weight
             ops += [operand("weight", dtype, [inner, out_cols], parent_cols=columns),
                     operand("weight_up", dtype, [inner, out_cols], parent_cols=columns, column=out_cols)]
@@ -150,7 +145,7 @@ def _matmul_cases():
             constants.update(prologue=prologue, eps=1e-5)
         if stats:
             constants["row_stats"] = stats[0]
-            ops.append(operand("stats", "float32", [rows, _stats_width(out_cols, stats[0])], "out"))
+            ops.append(operand("stats", "float32", [rows, stats_width(out_cols, stats[0])], "out"))
         name = (f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
                 + (f"-stats-{stats[0]}" if stats else ""))
         cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
