@@ -22,9 +22,17 @@ TABLE = {
     (None, "prefill"): {"tile_m": 128, "tile_n": 128, "tile_k": 64},
 }
 # Decode matmuls wider than this (LM heads) have CTAs to spare: 16x64x128 read qwen3-0.6b's
-# 311 MB LM head at 2.5-2.7 TB/s; 16x32x256 took 199 us instead of 126.
+# 311 MB LM head at 2.5-2.7 TB/s; 16x32x256 took 199 us instead of 126. 16x128x128 with two CTAs
+# per SM (occupancy hint) reads it at 3.0 TB/s, the measured copy bandwidth (107 -> 103.5 us;
+# gpt2's 77 MB head 29.1 -> 27.3 us); 64-column tiles, 256-deep steps, 3-4 CTAs per SM were slower.
 WIDE_DECODE_COLUMNS = 16384
-WIDE_DECODE = {"tile_m": 16, "tile_n": 128, "tile_k": 128}
+WIDE_DECODE = {"tile_m": 16, "tile_n": 128, "tile_k": 128, "occupancy": 2}
+# Decode weight loads carry cuTile's `latency` hint (1-10, how heavy the DRAM traffic is), which
+# sets how deep tileiras pipelines the weight stream of a CTA. H100, 16x32x256 tiles in chains of
+# dependent launches: 2 where K < DEEP_K (gpt2 c_attn 3.05 -> 2.90 us, qwen3 gate_up 6.13 -> 5.51),
+# 4 from DEEP_K on, where fewer CTAs each stream more K steps (gpt2 mlp c_proj 6.82 -> 6.18, qwen3
+# down_proj 7.01 -> 5.95, o_proj 5.25 -> 4.55); 6 and 7 ran those up to 3x slower.
+DEEP_K = 2048
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -80,11 +88,15 @@ def _chosen_tiles(sm, template, constants, shapes):
         tiles = dict(TABLE.get((sm, kind)) or TABLE[(None, kind)])
         if kind == "prefill" and (sm, kind) not in TABLE:
             tiles.update(_fill_waves(sm, rows, columns, constants.get("dtype")))
-        if kind == "decode" and (sm, kind) not in TABLE and columns > WIDE_DECODE_COLUMNS:
-            tiles.update(WIDE_DECODE)
+        if kind == "decode" and (sm, kind) not in TABLE:
+            if columns > WIDE_DECODE_COLUMNS:
+                tiles.update(WIDE_DECODE)
+            else:
+                tiles["weight_latency"] = 4 if shapes[0][1] >= DEEP_K else 2
         override = _override(kind)
         if override:  # an override names every hint it wants
             tiles.pop("occupancy", None)
+            tiles.pop("weight_latency", None)
             tiles.update(override)
         if constants.get("dtype") == "float32":
             tiles["tile_k"] = min(tiles["tile_k"], 32)  # fp32 tiles are twice the bytes
@@ -149,7 +161,7 @@ def _fill_waves(sm, rows, columns, dtype):
 
 def _override(kind):
     """Matmul tiles from CGC_MATMUL_TILES="prefill=128x128x64:o2,decode=16x32x256" (tuning runs;
-    ":oN" asks for N CTAs per SM, ":cN" for clusters of N CTAs)."""
+    ":oN" asks for N CTAs per SM, ":cN" for clusters of N CTAs, ":lN" weight-load latency N)."""
     for item in filter(None, os.environ.get("CGC_MATMUL_TILES", "").split(",")):
         name, _, spec = item.partition("=")
         if name.strip() != kind:
@@ -158,7 +170,7 @@ def _override(kind):
         tile_m, tile_n, tile_k = (int(v) for v in sizes.split("x"))
         tiles = {"tile_m": tile_m, "tile_n": tile_n, "tile_k": tile_k}
         for hint in hints:
-            tiles[{"o": "occupancy", "c": "num_ctas"}[hint[0]]] = int(hint[1:])
+            tiles[{"o": "occupancy", "c": "num_ctas", "l": "weight_latency"}[hint[0]]] = int(hint[1:])
         return tiles
     return {}
 
