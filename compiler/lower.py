@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from compiler.errors import CompileError
 from compiler.ir import Weight
 from runtime.dtypes import itemsize
+from runtime.numpy_kernels import argmax_width
 
 ALIGN = 256
 EOS_SLOTS = 8            # end-of-sequence ids the on-device sampler checks
@@ -190,10 +191,14 @@ class _ProgramLowering:
         for public, tensor_name in self.graph.outputs.items():
             tensor = self.graph.tensors[tensor_name]
             io_shapes[tensor_name] = ([self.rows, tensor.shape[1]], tensor.dtype)
+        self.argmax_of = self._argmax_linear(state)
+        if self.argmax_of:  # the logits matmul's per-group (largest value, first id) for the greedy sampler
+            pairs = argmax_width(self.graph.tensors[self.graph.outputs["logits"]].shape[1])
+            io_shapes.update(argmax_values=([self.rows, pairs], "float32"), argmax_ids=([self.rows, pairs], "int32"))
         for name, (dims, dtype) in io_shapes.items():
             strides = None
             nbytes = itemsize(dtype)
-            if name in self.graph.outputs.values():  # e.g. logits [T, 50257]: pad the row stride
+            if name in self.graph.outputs.values() or name.startswith("argmax_"):  # e.g. logits [T, 50257]: pad the row stride
                 strides = [padded_row(dims[1], dtype), 1]
                 nbytes *= dims[0] * strides[0]
             else:
@@ -204,6 +209,14 @@ class _ProgramLowering:
         lowering.io_bytes = io_offset
         arena = self.rows * self.graph.buffers["arena_row_bytes"]
         lowering.arena_bytes = max(lowering.arena_bytes, _align(arena))
+
+    def _argmax_linear(self, state):
+        """Name of the linear writing the logits the sampler reads, or None (no sampler, or another
+        kind of op writes them): that matmul also stores per-group maxima (see row_argmax)."""
+        if not state:
+            return None
+        producer = self.graph.producer(self.graph.outputs["logits"])
+        return producer.name if producer is not None and producer.kind == "linear" else None
 
     def _fused_ropes(self):
         """{attention name: rope op} for decode attentions that rotate q and k themselves: the merged
@@ -258,6 +271,9 @@ class _ProgramLowering:
                         state["decode_start_pos"], state["decode_seq_lens"], state["scratch"]]
             constants = {"dtype": outputs["logits"]["dtype"], "phase": "decode" if self.decode else "prefill",
                          "seq": self.shape.seq}
+            if self.argmax_of:
+                operands += [self.io["argmax_values"], self.io["argmax_ids"]]
+                constants["argmax_partials"] = True
             kernel = self.lowering.kernel_id("sample", constants, operands)
             launches.append({"kernel": kernel, "op": "sample", "args": operands})
         return {"batch": self.shape.batch, "seq": self.shape.seq,
@@ -325,6 +341,9 @@ class _ProgramLowering:
         if "row_stats" in op.attrs:  # the output's row statistics for a folded norm that reads it
             constants["row_stats"] = op.attrs["row_stats"]
             operands.append(self.operand(op.outputs[1]))
+        if op.name == self.argmax_of:
+            constants["row_argmax"] = True
+            operands += [self.io["argmax_values"], self.io["argmax_ids"]]
         yield "matmul", constants, operands
 
     def _split(self, op):

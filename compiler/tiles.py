@@ -9,7 +9,7 @@ power-of-two blocks covering their (possibly odd) widths; the kernels mask the r
 
 import os
 
-from runtime.numpy_kernels import STATS_GROUP  # columns per partial sum of row statistics (fold_norms)
+from runtime.numpy_kernels import ARGMAX_GROUP, STATS_GROUP  # columns per row-statistics sum / argmax pair
 
 DECODE_ROWS = 16  # token rows at or below this count as decode-shaped
 
@@ -84,7 +84,7 @@ def _chosen_tiles(sm, template, constants, shapes):
     rows = shapes[0][0] if shapes and shapes[0] else 1
     if template == "matmul":
         kind = shape_class(rows)
-        columns = (shapes[-2] if constants.get("row_stats") else shapes[-1])[1]  # stats follow the output
+        columns = _matmul_out(constants, shapes)[1]
         tiles = dict(TABLE.get((sm, kind)) or TABLE[(None, kind)])
         if kind == "prefill" and (sm, kind) not in TABLE:
             tiles.update(_fill_waves(sm, rows, columns, constants.get("dtype")))
@@ -106,6 +106,9 @@ def _chosen_tiles(sm, template, constants, shapes):
         if constants.get("row_stats") and tiles["tile_n"] % STATS_GROUP:
             raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {STATS_GROUP} "
                              f"to store row statistics")
+        if constants.get("row_argmax") and tiles["tile_n"] % ARGMAX_GROUP:
+            raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {ARGMAX_GROUP} "
+                             f"to store per-group maxima")
         tiles.update(_stats_half(constants, shapes))
         return tiles
     if template in ("layernorm", "add_norm"):
@@ -122,8 +125,11 @@ def _chosen_tiles(sm, template, constants, shapes):
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
     if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...
-        return {"block": min(4096, pow2(shapes[0][1])), "history_block": min(1024, pow2(shapes[6][1])),
-                "eos_slots": pow2(shapes[5][0])}
+        tiles = {"block": min(4096, pow2(shapes[0][1])), "history_block": min(1024, pow2(shapes[6][1])),
+                 "eos_slots": pow2(shapes[5][0])}
+        if constants.get("argmax_partials"):  # ..., scratch, argmax_values, argmax_ids
+            tiles["argmax_block"] = min(4096, pow2(shapes[11][1]))
+        return tiles
     if template == "attention":
         block_d = pow2(constants["head_dim"], 16)
         # Prefill on the H100 (gpt2 shapes, B8 S128): fp16 head_dim 64 ran attention in 142 us with
@@ -138,9 +144,17 @@ def _chosen_tiles(sm, template, constants, shapes):
     return {}
 
 
+def _matmul_out(constants, shapes):
+    """A matmul's output shape: operands end out, (stats), (argmax_values, argmax_ids)."""
+    return shapes[-1 - bool(constants.get("row_stats")) - 2 * bool(constants.get("row_argmax"))]
+
+
 def _stats_half(constants, shapes):
-    """Where LayerNorm row statistics keep their sums: the second half of the last operand."""
-    return {"stats_half": shapes[-1][1] // 2} if constants.get("row_stats") == "layernorm" else {}
+    """Where LayerNorm row statistics keep their sums: the second half of the stats operand (the
+    last one, or the last before a matmul's argmax pairs)."""
+    if constants.get("row_stats") != "layernorm":
+        return {}
+    return {"stats_half": shapes[-3 if constants.get("row_argmax") else -1][1] // 2}
 
 
 def _fill_waves(sm, rows, columns, dtype):
@@ -183,7 +197,7 @@ def launch_grid(template, constants, shapes):
     """The (x, y, z) grid a specialized kernel expects for operand `shapes`."""
     rows = shapes[0][0]
     if template == "matmul":
-        out = shapes[-2] if constants.get("row_stats") else shapes[-1]
+        out = _matmul_out(constants, shapes)
         return (_cdiv(rows, constants["tile_m"]), _cdiv(out[1], constants["tile_n"]), 1)
     if template in ("layernorm", "add_norm"):
         return (_cdiv(rows, constants["rows"]), 1, 1)

@@ -58,6 +58,25 @@ def embed(constants, tokens, start_pos, table, *rest):
 STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor
 
 
+ARGMAX_GROUP = 32  # columns per (largest value, its first id) pair a logits matmul writes
+
+
+def argmax_width(width):
+    """Pairs per logits row of `width` columns: one per ARGMAX_GROUP-column group."""
+    return -(-int(width) // ARGMAX_GROUP)
+
+
+def group_argmax(rows):
+    """Per row and ARGMAX_GROUP-column group of `rows` [T, N]: the largest value and the first
+    column holding it ([T, G] float32 and int64), as the greedy sampler reads them."""
+    rows = np.asarray(rows, dtype=np.float32)
+    groups = argmax_width(rows.shape[1])
+    padded = np.full((rows.shape[0], groups * ARGMAX_GROUP), -np.inf, dtype=np.float32)
+    padded[:, :rows.shape[1]] = rows
+    padded = padded.reshape(rows.shape[0], groups, ARGMAX_GROUP)
+    return padded.max(axis=2), padded.argmax(axis=2) + np.arange(groups) * ARGMAX_GROUP
+
+
 def stats_width(width, norm):
     """Columns of the row statistics of `width` columns: G = ceil(width / 32) sums of squares, or
     for LayerNorm 2P (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P)."""
@@ -140,6 +159,7 @@ def matmul(constants, x, *rest):
     """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md); a prologue
     reads `stats` after x, row_stats writes the output's statistics after out."""
     operands = list(rest)
+    argmax = (operands.pop(-2), operands.pop()) if constants.get("row_argmax") else None
     stats_out = operands.pop() if constants.get("row_stats") else None
     out = operands.pop()
     rows = x.read()
@@ -165,6 +185,9 @@ def matmul(constants, x, *rest):
     out.write(acc)
     if stats_out is not None:
         stats_out.write(row_stats(out.read(), constants["row_stats"]))
+    if argmax is not None:  # of the stored (rounded) values, for the greedy sampler
+        for view, values in zip(argmax, group_argmax(out.read())):
+            view.write(values)
 
 
 def gelu(constants, x, out):
@@ -259,8 +282,10 @@ SAMPLE_STEPS = 24  # bisection halvings, as templates/sample.py.jinja
 
 
 def sample(constants, logits, start_pos, seq_lens, params, options, eos, history, next_tokens, next_start, next_lens,
-           scratch):
-    """Choose each acting sequence's next token and feed it to the decode inputs (README.md)."""
+           scratch, *argmax):
+    """Choose each acting sequence's next token and feed it to the decode inputs (README.md).
+    With `argmax` (the logits matmul's per-group largest values and their ids, see group_argmax),
+    a greedy pick without penalty reads those instead of the logits row."""
     seq, prefill = constants["seq"], constants["phase"] == "prefill"
     lengths, starts = seq_lens.read(), start_pos.read()
     settings, choices = params.read(), options.read()
@@ -278,8 +303,12 @@ def sample(constants, logits, start_pos, seq_lens, params, options, eos, history
         if position >= limit:
             next_lens.array[b] = 0
             continue
-        raw = logits.read()[b * seq + length - 1]
-        chosen = _choose(raw, settings[b], top_k, seed, position, history.array[b, :position])
+        row = b * seq + length - 1
+        if argmax and settings[b][0] == 0 and settings[b][2] == 1:
+            values, ids = argmax[0].read()[row], argmax[1].read()[row]
+            chosen = int(ids[values == values.max()].min())
+        else:
+            chosen = _choose(logits.read()[row], settings[b], top_k, seed, position, history.array[b, :position])
         history.array[b, position] = next_tokens.array[b, 0] = chosen
         next_start.array[b] = position
         if chosen in stops:

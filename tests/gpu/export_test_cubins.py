@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from compiler.specialize import alignment_facts
 from compiler.tiles import launch_grid
-from runtime.numpy_kernels import stats_width
+from runtime.numpy_kernels import argmax_width, stats_width
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
@@ -107,7 +107,7 @@ def _norm_cases():
 
 def _matmul_cases():
     cases = []
-    for dtype, rows, inner, columns, epilogue, prologue, *stats in (
+    for dtype, rows, inner, columns, epilogue, prologue, *extra in (
             ("float16", 37, 48, 50257, (), None),                          # lm head, odd vocab
             ("float32", 37, 192, 576, ("bias",), None),                    # qkv with bias, TF32
             ("bfloat16", 37, 192, 768, ("bias", "gelu"), None),            # mlp up
@@ -124,7 +124,11 @@ def _matmul_cases():
             ("bfloat16", 37, 1024, 2 * 256, ("silu_mul",), "rmsnorm"),     # prefill gate+up + RMSNorm
             ("float16", 3, 3072, 200, ("bias", "residual"), None, "layernorm"),  # decode, writes LN stats
             ("bfloat16", 37, 192, 1000, ("residual",), None, "rmsnorm"),          # prefill, writes RMS stats
-            ("float32", 2, 48, 2 * 80, ("silu_mul",), None, "layernorm")):        # odd width: partial group
+            ("float32", 2, 48, 2 * 80, ("silu_mul",), None, "layernorm"),         # odd width: partial group
+            ("float16", 2, 192, 50257, (), "layernorm", None, "argmax"),         # decode lm head + group maxima
+            ("bfloat16", 37, 64, 1000, (), None, None, "argmax")):               # prefill logits + group maxima
+        stats = extra[:1] if extra and extra[0] else []
+        argmax = "argmax" in extra
         out_cols = columns // 2 if "silu_mul" in epilogue else columns
         # folded norms read raw residual rows: give them a mean and a spread far from (0, 1)
         ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8, **({"mean": 1.5, "std": 3.0} if prologue else {}))]
@@ -146,8 +150,13 @@ def _matmul_cases():
         if stats:
             constants["row_stats"] = stats[0]
             ops.append(operand("stats", "float32", [rows, stats_width(out_cols, stats[0])], "out"))
+        if argmax:  # per 32-column group: largest stored value and its first column (greedy sampler)
+            constants["row_argmax"] = True
+            pairs = argmax_width(out_cols)
+            ops += [operand("argmax_values", "float32", [rows, pairs], "out", parent_cols=pairs + 4),
+                    operand("argmax_ids", "int32", [rows, pairs], "out", parent_cols=pairs + 4)]
         name = (f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
-                + (f"-stats-{stats[0]}" if stats else ""))
+                + (f"-stats-{stats[0]}" if stats else "") + ("-argmax" if argmax else ""))
         cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
     return cases
 
@@ -233,12 +242,18 @@ def _sample_cases():
     sequence, an EOS hit, and seeded top-k/top-p/penalty draws (hash bit-identical to NumPy)."""
     cases = []
     greedy, stops = (0.0, 1.0, 1.0, 0), [3, 17, -1, -1, -1, -1, -1, -1]
-    for name, dtype, phase, seq, vocab, starts, lengths, prompt_lens, settings, eos in (
+    for name, dtype, phase, seq, vocab, starts, lengths, prompt_lens, settings, eos, *partials in (
             ("greedy-decode", "float16", "decode", 1, 50257, [5, 40, 7], [1, 1, 0], [0, 0, 0], greedy, stops),
             ("greedy-prefill", "bfloat16", "prefill", 5, 1000, [0, 3], [5, 2], [5, 9], greedy, stops),
             ("sampled-decode", "float32", "decode", 1, 1000, [9, 30], [1, 1], [0, 0], (0.8, 0.9, 1.1, 50), stops),
             ("penalty-decode", "float16", "decode", 1, 5000, [20, 12], [1, 1], [0, 0], (0.0, 1.0, 1.3, 0), stops),
-            ("eos-prefill", "float16", "prefill", 3, 8, [0], [3], [3], greedy, list(range(8)))):  # every id ends
+            ("eos-prefill", "float16", "prefill", 3, 8, [0], [3], [3], greedy, list(range(8))),  # every id ends
+            # greedy from the logits matmul's group maxima (drawn from the logits), and a sampled
+            # pick and a penalized one that must read the logits instead
+            ("maxima-decode", "bfloat16", "decode", 1, 151936, [5, 40, 7], [1, 1, 0], [0, 0, 0], greedy, stops, True),
+            ("maxima-prefill", "float16", "prefill", 4, 50257, [0, 3], [4, 2], [4, 9], greedy, stops, True),
+            ("maxima-sampled", "float32", "decode", 1, 1000, [9, 30], [1, 1], [0, 0], (0.8, 0.9, 1.1, 50), stops, True),
+            ("maxima-penalty", "float16", "decode", 1, 5000, [20, 12], [1, 1], [0, 0], (0.0, 1.0, 1.3, 0), stops, True)):
         batch, rows, history = len(starts), len(starts) * seq, 64
         temperature, top_p, penalty, top_k = settings
         ops = [operand("logits", dtype, [rows, vocab], parent_cols=vocab + 7),
@@ -254,6 +269,11 @@ def _sample_cases():
                operand("next_lens", "int32", [batch], "inout", values=[1] * batch),
                operand("scratch", "float32", [batch, vocab], parent_cols=vocab + 9)]
         constants = {"dtype": dtype, "phase": phase, "seq": seq}
+        if partials:  # the test fills them from the logits it draws
+            pairs = argmax_width(vocab)
+            constants["argmax_partials"] = True
+            ops += [operand("argmax_values", "float32", [rows, pairs], parent_cols=pairs + 3),
+                    operand("argmax_ids", "int32", [rows, pairs], parent_cols=pairs + 3)]
         cases.append((f"sample-{name}-{dtype}-v{vocab}", "sample", constants, ops, 1e-12))  # ids: exact
     return cases
 

@@ -27,7 +27,7 @@ from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import View, norm_rstd, row_stats  # noqa: E402
+from runtime.numpy_kernels import View, group_argmax, norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -39,17 +39,22 @@ def _outputs(template, args, constants):
         return args[6:10]  # history, next tokens, next start, next lens
     if template == "attention":
         return [args[-1], args[3], args[4]]  # out, k_cache, v_cache
-    if template == "add_norm" or constants.get("row_stats"):
-        return args[-2:]  # two outputs (sum and norm; out and its row statistics)
-    return args[-1:]
+    if template == "add_norm":
+        return args[-2:]  # sum and norm
+    return args[_out_index(constants):]  # out, (its row statistics), (its group maxima and their ids)
+
+
+def _out_index(constants):
+    return -1 - bool(constants.get("row_stats")) - 2 * bool(constants.get("row_argmax"))
 
 
 def _written(constants, args, operand, values):
     """The columns a launch defines: LayerNorm row statistics leave the groups between G and the
     power of two P of each half unwritten."""
-    if constants.get("row_stats") != "layernorm" or operand is not args[-1]:
+    out = _out_index(constants)
+    if constants.get("row_stats") != "layernorm" or operand is not args[out + 1]:
         return values
-    half, groups = values.shape[1] // 2, -(-args[-2]["shape"][1] // 32)
+    half, groups = values.shape[1] // 2, -(-args[out]["shape"][1] // 32)
     return np.concatenate([values[:, :groups], values[:, half:half + groups]], axis=1)
 
 
@@ -108,6 +113,13 @@ def test_each_launch_matches_numpy(case_plan, program):
             if template == "sample":  # token ids and positions: exact
                 mismatched = np.argwhere(actual != expected)
                 assert mismatched.size == 0, f"launch {index} (sample): {operand['shape']} differs at {mismatched[:4].tolist()}"
+                continue
+            if constants.get("row_argmax") and operand is launch["args"][-1]:
+                # a group's first maximum moves with rounding-level differences from NumPy: check the
+                # ids (and the maxima, exactly) against the kernel's own stored output instead
+                values, ids = group_argmax(_gpu_array(gpu, launch["args"][_out_index(constants)]))
+                assert np.array_equal(_gpu_array(gpu, launch["args"][-2]), values), f"launch {index}: group maxima"
+                assert np.array_equal(actual, ids), f"launch {index}: group argmax ids"
                 continue
             scale = max(float(np.abs(expected).max()), 1e-6)
             error = float(np.nan_to_num(np.abs(actual - expected), nan=np.inf).max()) / scale
@@ -180,7 +192,14 @@ def make_buffers(case, rng):
     buffers = {}
     for entry in case["operands"]:
         dtype = entry["dtype"]
-        if dtype == "int32":
+        if entry["name"].startswith("argmax_") and entry["role"] == "in":  # the drawn logits' group maxima
+            logits = next(e for e in case["operands"] if e["name"] == "logits")
+            values, ids = group_argmax(decode(view_of(buffers["logits"], logits), logits["dtype"]))
+            buffer = np.zeros(entry["buffer"], dtype=np.int32) if dtype == "int32" else encode(np.zeros(entry["buffer"]), dtype)
+            view_of(buffer, entry)[...] = ids if dtype == "int32" else encode(values, dtype)
+        elif dtype == "int32" and "values" not in entry:  # an int output: poisoned
+            buffer = np.full(entry["buffer"], -77, dtype=np.int32)
+        elif dtype == "int32":
             buffer = np.zeros(entry["buffer"], dtype=np.int32)
             view_of(buffer, entry)[...] = np.asarray(entry["values"], dtype=np.int32).reshape(entry["shape"])
         elif "values" in entry:  # chosen settings (the sampler's params)
@@ -279,6 +298,9 @@ def _ref_matmul(c, v):
     expected = {"out": acc}
     if c.get("row_stats"):  # statistics of the stored (rounded) output
         expected["stats"] = _expected_stats(decode(encode(acc, c["out_dtype"]), c["out_dtype"]), c["row_stats"])
+    if c.get("row_argmax"):  # values within tolerance; ids (and values exactly) against the kernel's own out
+        expected["argmax_values"] = group_argmax(decode(encode(acc, c["out_dtype"]), c["out_dtype"]))[0]
+        expected["argmax_ids"] = None
     return expected
 
 
@@ -340,8 +362,10 @@ def _ref_sample(c, v):
 
     outputs = {name: v[name].astype(np.int32).copy() for name in ("history", "next_tokens", "next_start", "next_lens")}
     ints = {"start_pos", "seq_lens", "options", "eos", *outputs}
-    arrays = {name: outputs.get(name, v[name]) for name in ("logits", "start_pos", "seq_lens", "params", "options",
-                                                          "eos", *outputs, "scratch")}
+    names = ("logits", "start_pos", "seq_lens", "params", "options", "eos", *outputs, "scratch")
+    arrays = {name: outputs.get(name, v[name]) for name in names + (("argmax_values", "argmax_ids")
+                                                                    if c.get("argmax_partials") else ())}
+    ints.add("argmax_ids")
     sample(c, *(Operand(array, "int32" if name in ints else "float32") for name, array in arrays.items()))
     return outputs
 
@@ -371,6 +395,13 @@ def check_outputs(case, before, after, expected):
         assert np.array_equal(after[name][outside].view(bits), before[name][outside].view(bits)), \
             f"{case['name']}: wrote {name} outside its view"
         actual = decode(view_of(after[name], entry), entry["dtype"])
+        if name == "argmax_ids":  # each group's largest stored value and its first column, exactly
+            out, values = (next(e for e in case["operands"] if e["name"] == n) for n in ("out", "argmax_values"))
+            want_values, want_ids = group_argmax(decode(view_of(after["out"], out), out["dtype"]))
+            assert np.array_equal(decode(view_of(after["argmax_values"], values), "float32"), want_values), \
+                f"{case['name']}: argmax_values differ from the maxima of the kernel's own out"
+            assert np.array_equal(actual, want_ids), f"{case['name']}: argmax_ids are not each group's first maximum"
+            continue
         copied = name == "v_cache" or (name == "k_cache" and not case["constants"].get("rope"))
         if copied:  # a copy in the same dtype: bit exact (rotated keys are computed: within tolerance)
             mismatched = np.argwhere(actual != expected[name])

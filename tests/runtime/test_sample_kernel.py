@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from runtime.numpy_kernels import hash_uniform, sample
+from runtime.numpy_kernels import ARGMAX_GROUP, group_argmax, hash_uniform, sample
 
 
 class Buffer:
@@ -18,7 +18,7 @@ class Buffer:
 
 
 def _run(logits, settings=(0.0, 1.0, 1.0), top_k=0, seed=7, prompt_len=None, cancel=0, eos=(), history=None,
-         phase="decode", start=4, length=1, decode_lens=1):
+         phase="decode", start=4, length=1, decode_lens=1, argmax=None):
     logits = np.atleast_2d(np.asarray(logits, dtype=np.float32))
     seq = logits.shape[0]
     history = np.zeros((1, 32), dtype=np.int32) if history is None else np.array([history + [0] * (32 - len(history))])
@@ -30,7 +30,8 @@ def _run(logits, settings=(0.0, 1.0, 1.0), top_k=0, seed=7, prompt_len=None, can
     sample({"seq": seq, "phase": phase}, Buffer(logits), Buffer([start], "int32"), Buffer([length], "int32"),
            Buffer([[*settings, 0.0]]), Buffer([[top_k, seed, prompt_len, cancel]], "int32"),
            Buffer(list(eos) + [-1] * (8 - len(eos)), "int32"), state["history"], state["tokens"], state["start"],
-           state["lens"], Buffer(np.zeros_like(logits)))
+           state["lens"], Buffer(np.zeros_like(logits)),
+           *([] if argmax is None else [Buffer(argmax[0]), Buffer(argmax[1], "int32")]))
     return int(state["tokens"].array[0, 0]), int(state["start"].array[0]), int(state["lens"].array[0]), \
         state["history"].array[0]
 
@@ -104,3 +105,36 @@ def test_prefill_samples_only_when_the_chunk_completes_the_prompt():
 
 def test_inactive_sequence_writes_nothing():
     assert _run(LOGITS, length=0)[:3] == (-5, -5, 1)
+
+
+def test_group_argmax_keeps_each_groups_first_largest_value():
+    rows = RNG.standard_normal((3, 2 * ARGMAX_GROUP + 5)).astype(np.float32)
+    rows[0, 3] = rows[0, 9] = 50.0                            # a tie inside a group: the first id
+    rows[1, 2 * ARGMAX_GROUP + 4] = 60.0                      # the short last group
+    rows[2, :] = -7.0                                         # all equal: each group's first column
+    values, ids = group_argmax(rows)
+    assert values.shape == ids.shape == (3, 3)
+    assert ids[0, 0] == 3 and values[0, 0] == 50.0
+    assert ids[1, 2] == 2 * ARGMAX_GROUP + 4 and values[1, 2] == 60.0
+    assert ids[2].tolist() == [0, ARGMAX_GROUP, 2 * ARGMAX_GROUP] and (values[2] == -7.0).all()
+    for row, row_values, row_ids in zip(rows, values, ids):
+        assert (row[row_ids] == row_values).all()
+
+
+def test_greedy_from_group_maxima_is_the_first_argmax_of_the_row():
+    logits = np.round(RNG.standard_normal(1000) * 3).astype(np.float32)  # many ties across groups
+    pairs = group_argmax(logits[None])
+    token = _run(logits, argmax=pairs)[0]
+    assert token == int(np.argmax(logits))
+    # the pairs are what a greedy pick reads: a different (consistent) set moves it
+    moved = logits.copy()
+    moved[777] = 100.0
+    assert _run(logits, argmax=group_argmax(moved[None]))[0] == 777
+
+
+def test_sampling_and_penalty_read_the_logits_not_the_group_maxima():
+    logits = np.array([3.0, 2.9, -1.0], dtype=np.float32)
+    stale = (np.array([[9.0]], dtype=np.float32), np.array([[2]]))  # would pick id 2
+    assert _run(logits, settings=(0.0, 1.0, 1.2), history=[0, 2, 2, 2], start=3, argmax=stale)[0] == 1
+    assert _run(logits, settings=(1.0, 1.0, 1.0), top_k=1, argmax=stale)[0] == 0
+    assert _run(logits, argmax=stale)[0] == 2
