@@ -191,14 +191,16 @@ class _ProgramLowering:
         for public, tensor_name in self.graph.outputs.items():
             tensor = self.graph.tensors[tensor_name]
             io_shapes[tensor_name] = ([self.rows, tensor.shape[1]], tensor.dtype)
+        padded = set(self.graph.outputs.values())  # e.g. logits [T, 50257]: pad the row stride
         self.argmax_of = self._argmax_linear(state)
         if self.argmax_of:  # the logits matmul's per-group (largest value, first id) for the greedy sampler
             pairs = argmax_width(self.graph.tensors[self.graph.outputs["logits"]].shape[1])
             io_shapes.update(argmax_values=([self.rows, pairs], "float32"), argmax_ids=([self.rows, pairs], "int32"))
+            padded.update(("argmax_values", "argmax_ids"))
         for name, (dims, dtype) in io_shapes.items():
             strides = None
             nbytes = itemsize(dtype)
-            if name in self.graph.outputs.values() or name.startswith("argmax_"):  # e.g. logits [T, 50257]: pad the row stride
+            if name in padded:
                 strides = [padded_row(dims[1], dtype), 1]
                 nbytes *= dims[0] * strides[0]
             else:

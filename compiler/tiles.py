@@ -120,7 +120,7 @@ def _chosen_tiles(sm, template, constants, shapes):
     if template in ("gelu", "silu_mul", "add"):
         return {"block": min(256, pow2(shapes[0][1])), "rows": 16}
     if template == "embed":  # with row statistics the output precedes them
-        out = shapes[-2] if constants.get("row_stats") else shapes[-1]
+        out = shapes[_out_index(constants)]
         return {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
@@ -144,17 +144,21 @@ def _chosen_tiles(sm, template, constants, shapes):
     return {}
 
 
+def _out_index(constants):
+    """Where an embed's or matmul's output sits: operands end out, (stats), (argmax_values, argmax_ids)."""
+    return -1 - bool(constants.get("row_stats")) - 2 * bool(constants.get("row_argmax"))
+
+
 def _matmul_out(constants, shapes):
-    """A matmul's output shape: operands end out, (stats), (argmax_values, argmax_ids)."""
-    return shapes[-1 - bool(constants.get("row_stats")) - 2 * bool(constants.get("row_argmax"))]
+    return shapes[_out_index(constants)]
 
 
 def _stats_half(constants, shapes):
-    """Where LayerNorm row statistics keep their sums: the second half of the stats operand (the
-    last one, or the last before a matmul's argmax pairs)."""
+    """Where LayerNorm row statistics keep their sums: the second half of the stats operand, the
+    one right after the output."""
     if constants.get("row_stats") != "layernorm":
         return {}
-    return {"stats_half": shapes[-3 if constants.get("row_argmax") else -1][1] // 2}
+    return {"stats_half": shapes[_out_index(constants) + 1][1] // 2}
 
 
 def _fill_waves(sm, rows, columns, dtype):
@@ -206,7 +210,7 @@ def launch_grid(template, constants, shapes):
     if template in ("gelu", "silu_mul", "add"):
         return (_cdiv(rows, constants["rows"]), _cdiv(shapes[0][1], constants["block"]), 1)
     if template == "embed":
-        out = shapes[-2] if constants.get("row_stats") else shapes[-1]
+        out = shapes[_out_index(constants)]
         return (out[0], _cdiv(out[1], constants["block"]), 1)
     if template == "rope":
         return (rows, constants["heads"], 1)
