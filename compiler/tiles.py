@@ -33,6 +33,17 @@ WIDE_DECODE = {"tile_m": 16, "tile_n": 128, "tile_k": 128, "occupancy": 2}
 # 4 from DEEP_K on, where fewer CTAs each stream more K steps (gpt2 mlp c_proj 6.82 -> 6.18, qwen3
 # down_proj 7.01 -> 5.95, o_proj 5.25 -> 4.55); 6 and 7 ran those up to 3x slower.
 DEEP_K = 2048
+# One token row (batch-1 decode) multiplies without MMA (templates/matmul.py.jinja, TILE_M == 1).
+# H100, cold weights in chains of one kernel: gpt2's K=3072 projection 6.5 us with the 16x32x256
+# MMA tile, 3.7 us with 1x32x512 (3.6 with 1x16x512, whose 16 columns would split a
+# row-statistics group); the K=768 one 2.9 -> 2.2 us with 1x32x256 (2.4 with 512-deep steps).
+# In the whole decode chain those kernels took a whole SM each (255 registers, 139-171 KB shared)
+# and the gpt2 step ran slower (389.8 -> 436.0 us) until two CTAs fit an SM (float16 at occupancy
+# 2: 366.7 us). Measured losses keep the MMA tile elsewhere: gate+up (silu_mul) ran 7.2 -> 11.1 us
+# alone, and the bfloat16 qwen3-0.6b step ran 1156 -> 1631 us (2228 at occupancy 2), not yet
+# understood. float32 (test plans) keeps one CTA per SM, the configuration the GPU tests ran.
+GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 4}
+GEMV_OCCUPANCY = {"float16": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -55,6 +66,12 @@ def pow2(value, minimum=1):
     while result < max(value, minimum):
         result *= 2
     return result
+
+
+def _gemv_measured(constants):
+    """Whether a one-row decode matmul takes the no-MMA path: float16 without gate+up, where it was
+    measured faster, and float32 (test plans: the whole-model GPU parity tests cover the path)."""
+    return constants.get("dtype") in ("float16", "float32") and "silu_mul" not in constants.get("epilogue", ())
 
 
 def _rows_for(block):
@@ -89,17 +106,22 @@ def _chosen_tiles(sm, template, constants, shapes):
         if kind == "prefill" and (sm, kind) not in TABLE:
             tiles.update(_fill_waves(sm, rows, columns, constants.get("dtype")))
         if kind == "decode" and (sm, kind) not in TABLE:
+            depth = shapes[0][1]
             if columns > WIDE_DECODE_COLUMNS:
                 tiles.update(WIDE_DECODE)
+            elif rows == 1 and _gemv_measured(constants):
+                tiles.update(GEMV_DECODE, tile_k=512 if depth >= DEEP_K else 256)
+                if constants["dtype"] in GEMV_OCCUPANCY:
+                    tiles["occupancy"] = GEMV_OCCUPANCY[constants["dtype"]]
             else:
-                tiles["weight_latency"] = 4 if shapes[0][1] >= DEEP_K else 2
+                tiles["weight_latency"] = 4 if depth >= DEEP_K else 2
         override = _override(kind)
         if override:  # an override names every hint it wants
             tiles.pop("occupancy", None)
             tiles.pop("weight_latency", None)
             tiles.update(override)
-        if constants.get("dtype") == "float32":
-            tiles["tile_k"] = min(tiles["tile_k"], 32)  # fp32 tiles are twice the bytes
+        if constants.get("dtype") == "float32":  # fp32 tiles are twice the bytes
+            tiles["tile_k"] = min(tiles["tile_k"], 256 if tiles["tile_m"] == 1 else 32)
         if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)
             groups = shapes[1][1] // (2 if constants["prologue"] == "layernorm" else 1)
             tiles["stats_block"] = pow2(groups)

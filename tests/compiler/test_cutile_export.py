@@ -33,6 +33,9 @@ TINY = [
      {"dtype": "bfloat16", "out_dtype": "bfloat16", "epilogue": ("silu_mul",), "prologue": "rmsnorm", "eps": 1e-6},
      [("bfloat16", (2, 48)), ("float32", (2, 2)), ("bfloat16", (48, 136)), ("bfloat16", (48, 136)),
       ("bfloat16", (2, 136))]),
+    ("matmul_one_row_folded_norm", "matmul",  # batch-1 decode: the no-MMA path (TILE_M == 1)
+     {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "gelu"), "prologue": "layernorm", "eps": 1e-5},
+     [(F16, (1, 48)), ("float32", (1, 4)), (F16, (48, 200)), (F16, (200,)), (F16, (1, 200))]),
     ("matmul_row_stats", "matmul",
      {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "residual"), "row_stats": "layernorm"},
      [(F16, (10, 48)), (F16, (48, 200)), (F16, (200,)), (F16, (10, 200)), (F16, (10, 200)), ("float32", (10, 16))]),
@@ -171,6 +174,21 @@ def test_launch_grids_cover_odd_shapes():
     assert launch_grid("attention", {"phase": "decode", "heads": 3}, attention) == (2, 3, 1)
     assert launch_grid("matmul", {"tile_m": 16, "tile_n": 32}, [(2, 3000), (3000, 200), (2, 200)]) == (1, 7, 1)
     assert launch_grid("rmsnorm", {"rows": 8, "group": 16}, [(37, 48), (16,), (37, 48)]) == (5, 3, 1)
+
+
+def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faster():
+    def tiles(dtype, rows, inner, columns, epilogue=("bias",)):
+        return choose_tiles(90, "matmul", {"dtype": dtype, "epilogue": list(epilogue)},
+                            [(rows, inner), (inner, columns), (rows, columns)])
+
+    assert tiles(F16, 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 4, "occupancy": 2}
+    assert tiles(F16, 1, 768, 3072)["tile_k"] == 256
+    assert tiles("float32", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 4}
+    assert tiles("bfloat16", 1, 3072, 768)["tile_m"] == 16  # the bf16 qwen3 step ran slower without MMA
+    assert tiles(F16, 1, 1024, 2 * 3072, ("silu_mul",))["tile_m"] == 16
+    assert tiles(F16, 2, 3072, 768)["tile_m"] == 16
+    assert tiles(F16, 1, 768, 50257)["tile_n"] == 128  # LM heads keep the wide MMA tile
+    assert launch_grid("matmul", tiles(F16, 1, 3072, 768), [(1, 3072), (3072, 768), (1, 768)]) == (1, 24, 1)
 
 
 @pytest.mark.slow

@@ -119,7 +119,12 @@ def _matmul_cases():
             ("float16", 300, 192, 192, ("residual",), None),               # several row tiles
             ("float16", 3, 2000, 200, ("bias", "residual"), "layernorm"),  # decode + folded LayerNorm
             ("bfloat16", 2, 1000, 2 * 136, ("silu_mul",), "rmsnorm"),      # decode gate+up + folded RMSNorm
-            ("float32", 1, 192, 576, ("bias",), "layernorm"),              # decode, one row, TF32
+            ("float32", 1, 192, 576, ("bias",), "layernorm"),              # one row (no MMA), fp32
+            ("float16", 1, 3072, 768, ("bias", "residual"), None, "layernorm"),   # one row, 512-deep K steps
+            ("float16", 1, 768, 3072, ("bias", "gelu"), "layernorm"),              # one row + folded LayerNorm
+            ("bfloat16", 1, 1024, 2 * 520, ("silu_mul",), "rmsnorm"),             # one row gate+up, odd N'
+            ("bfloat16", 1, 2048, 1000, ("residual",), None, "rmsnorm"),          # one row, partial last group
+            ("float16", 1, 64, 1000, (), "layernorm", None, "argmax"),            # one row logits + group maxima
             ("float16", 300, 768, 2304, ("bias",), "layernorm"),           # prefill + folded LayerNorm
             ("bfloat16", 37, 1024, 2 * 256, ("silu_mul",), "rmsnorm"),     # prefill gate+up + RMSNorm
             ("float16", 3, 3072, 200, ("bias", "residual"), None, "layernorm"),  # decode, writes LN stats
