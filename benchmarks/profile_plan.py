@@ -1,7 +1,13 @@
 """Where a plan's time goes on the GPU: each launch of one program timed alone (a CUDA graph of
-repeated copies, so host launch overhead is left out), summed per kernel template. On the device.
+repeated copies, so host launch overhead is left out), summed per kernel template, then the whole
+program and the sub-chains of each template's launches. On the device.
 
-    python benchmarks/profile_plan.py PLAN [--program prefill_128] [--reps 20]
+    python benchmarks/profile_plan.py PLAN [--program decode] [--position 100] [--reps 20]
+
+Decode programs are timed as the executor runs them: programmatic dependent launches (PDL) in
+one graph. Lone times can mislead there: on the H100, gpt2's batch-1 decode launches once summed
+to 223 us alone while their chain took 436 us (kernels filling a whole SM each, see
+compiler/tiles.py GEMV_DECODE); the sub-chains show which neighbours cost.
 """
 
 import argparse
@@ -14,64 +20,90 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
+from runtime.driver_launch import DependentLaunch  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 
 
-def profile(plan, program, reps):
-    """[(op, template, grid, microseconds)] for every launch of `program`."""
-    import cupy
-    executor = CupyExecutor(plan, use_graphs=False)
+class ChainTimer:
+    """Graph time per repetition of a sequence of a program's launches."""
+
+    def __init__(self, executor, program, reps):
+        self.launches = executor._programs[program][1]
+        self.dependent = CupyExecutor._dependent(executor.plan["programs"][program])
+        self.stream = executor.stream
+        self.reps = reps
+        self.graphs = []  # freed with the executor, before its modules (see CupyExecutor.close)
+
+    def __call__(self, indices, dependent=None):
+        import cupy
+        dependent = self.dependent if dependent is None else dependent
+        chained = [DependentLaunch(self.launches[i][0].ptr, *self.launches[i][1:4]) for i in indices]
+        self.stream.synchronize()
+        self.stream.begin_capture()
+        for _ in range(self.reps):
+            for index, launch in zip(indices, chained):
+                if dependent:
+                    launch.launch(self.stream.ptr)
+                else:
+                    function, grid, block, args, _ = self.launches[index]
+                    function(grid, block, args, stream=self.stream)
+        graph = self.stream.end_capture()
+        self.graphs.append(graph)
+        graph.launch(self.stream)
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record(self.stream)
+        graph.launch(self.stream)
+        end.record(self.stream)
+        end.synchronize()
+        return cupy.cuda.get_elapsed_time(start, end) * 1e3 / self.reps
+
+
+def profile(plan, program, reps, position=0):
+    """([(op, template, grid, microseconds)] for every launch of `program` alone,
+    {chain name: microseconds}); the executor holding the graphs is closed before returning."""
     spec = plan["programs"][program]
     batch, seq = spec["batch"], spec["seq"]
     tokens = np.random.default_rng(0).integers(0, 1000, size=(batch, seq)).astype(np.int32)
-    executor.set_inputs(program, tokens, np.zeros(batch), np.full(batch, seq))
-    _, launches, _ = executor._programs[program]
-    rows = []
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    stream = executor.stream
-    for launch, (function, grid, block, args, _) in zip(spec["launches"], launches):
-        # a graph of `reps` copies of this one launch: GPU time without host launch overhead
-        function(grid, block, args, stream=stream)
-        stream.synchronize()
-        stream.begin_capture()
-        for _ in range(reps):
-            function(grid, block, args, stream=stream)
-        graph = stream.end_capture()
-        graph.launch(stream)
-        start.record(stream)
-        graph.launch(stream)
-        end.record(stream)
-        end.synchronize()
-        del graph
-        template = plan["kernels"][launch["kernel"]]["template"]
-        rows.append((launch["op"], template, grid, cupy.cuda.get_elapsed_time(start, end) * 1e3 / reps))
-    graph_start, graph_end = cupy.cuda.Event(), cupy.cuda.Event()
-    executor.use_graphs = True
-    executor.launch(program)
-    graph_start.record(executor.stream)
-    for _ in range(reps):
-        executor.launch(program)
-    graph_end.record(executor.stream)
-    graph_end.synchronize()
-    return rows, cupy.cuda.get_elapsed_time(graph_start, graph_end) * 1e3 / reps
+    executor = CupyExecutor(plan, use_graphs=False)
+    executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, position + seq))
+    timer = ChainTimer(executor, program, reps)
+    try:
+        templates = [plan["kernels"][launch["kernel"]]["template"] for launch in spec["launches"]]
+        rows = [(launch["op"], template, grid, timer([index]))
+                for index, (launch, template, (_, grid, _, _, _)) in
+                enumerate(zip(spec["launches"], templates, timer.launches))]
+        every = list(range(len(templates)))
+        chains = {"whole program": timer(every)}
+        if timer.dependent:
+            chains["whole program, plain launches"] = timer(every, dependent=False)
+        for template in sorted(set(templates)):
+            chains[f"{template} launches only"] = timer([i for i in every if templates[i] == template])
+        return rows, chains
+    finally:
+        timer.graphs.clear()  # graphs before the modules their kernels live in
+        executor.close()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plan")
     parser.add_argument("--program", default=None)
+    parser.add_argument("--position", type=int, default=0, help="tokens already in the KV cache")
     parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args()
     plan = load_plan(args.plan)
     program = args.program or next(name for name in plan["programs"] if name.startswith("prefill"))
-    rows, graph_us = profile(plan, program, args.reps)
+    rows, chains = profile(plan, program, args.reps, args.position)
     by_template = defaultdict(float)
     for op, template, grid, micros in rows:
         by_template[template] += micros
     total = sum(by_template.values())
-    print(f"{program}: {len(rows)} launches, sum of lone launches {total:.1f} us, graph replay {graph_us:.1f} us")
+    print(f"{program}: {len(rows)} launches, sum of lone launches {total:.1f} us")
     for template, micros in sorted(by_template.items(), key=lambda item: -item[1]):
         print(f"  {template:<10} {micros:8.1f} us  {100 * micros / total:5.1f}%")
+    print("chains (one graph, launches in program order):")
+    for name, micros in chains.items():
+        print(f"  {name:<32} {micros:8.1f} us")
     print("slowest launches:")
     for op, template, grid, micros in sorted(rows, key=lambda row: -row[3])[:8]:
         print(f"  {op:<28} {template:<10} grid {grid}  {micros:7.1f} us")
