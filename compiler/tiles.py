@@ -11,6 +11,9 @@ import os
 
 from runtime.numpy_kernels import ARGMAX_GROUP, STATS_GROUP  # columns per row-statistics sum / argmax pair
 
+if ARGMAX_GROUP != STATS_GROUP:  # the matmul template groups both by one width (its GROUP)
+    raise ImportError(f"ARGMAX_GROUP {ARGMAX_GROUP} must equal STATS_GROUP {STATS_GROUP}")
+
 DECODE_ROWS = 16  # token rows at or below this count as decode-shaped
 
 TABLE = {
@@ -125,6 +128,8 @@ def _chosen_tiles(sm, template, constants, shapes):
         if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)
             groups = shapes[1][1] // (2 if constants["prologue"] == "layernorm" else 1)
             tiles["stats_block"] = pow2(groups)
+        if constants.get("prologue") or constants.get("row_stats") or constants.get("row_argmax"):
+            tiles["stats_group"] = STATS_GROUP
         if constants.get("row_stats") and tiles["tile_n"] % STATS_GROUP:
             raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {STATS_GROUP} "
                              f"to store row statistics")
@@ -143,7 +148,10 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": min(256, pow2(shapes[0][1])), "rows": 16}
     if template == "embed":  # with row statistics the output precedes them
         out = shapes[_out_index(constants)]
-        return {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
+        tiles = {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
+        if constants.get("row_stats"):
+            tiles["stats_group"] = STATS_GROUP
+        return tiles
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
     if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...

@@ -191,6 +191,18 @@ def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faste
     assert launch_grid("matmul", tiles(F16, 1, 3072, 768), [(1, 3072), (3072, 768), (1, 768)]) == (1, 24, 1)
 
 
+def test_row_statistics_group_width_comes_from_one_constant():
+    from runtime.numpy_kernels import STATS_GROUP
+    stats = {"dtype": F16, "epilogue": ["residual"], "row_stats": "rmsnorm", "prologue": "rmsnorm"}
+    shapes = [(2, 64), (2, 2), (64, 96), (2, 96), (2, 96), (2, 3)]
+    assert choose_tiles(90, "matmul", stats, shapes)["stats_group"] == STATS_GROUP
+    embed = {"dtype": F16, "positions": False, "row_stats": "rmsnorm"}
+    assert choose_tiles(90, "embed", embed, [(2, 5), (2,), (300, 48), (10, 48), (10, 2)])["stats_group"] == STATS_GROUP
+    source = render("matmul", {**stats, "tile_m": 16, "tile_n": 32, "tile_k": 64, "stats_block": 4, "eps": 1e-6,
+                               "stats_group": 16})
+    assert "GROUP = 16" in source and "ct.cdiv(x.shape[1], 16)" in source
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sm", [sm for sm in EVERY_SM if sm != 90])
 def test_every_template_exports_for_other_sms(sm, tmp_path):
