@@ -46,7 +46,7 @@ DEEP_K = 2048
 # alone, and the bfloat16 qwen3-0.6b step ran 1156 -> 1631 us (2228 at occupancy 2), not yet
 # understood. float32 (test plans) keeps one CTA per SM, the configuration the GPU tests ran.
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 4}
-GEMV_OCCUPANCY = {"float16": 2}
+GEMV_HINTS = {"float16": {"occupancy": 2}, "float32": {}}  # the dtypes that take the path, their hints
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -74,7 +74,7 @@ def pow2(value, minimum=1):
 def _gemv_measured(constants):
     """Whether a one-row decode matmul takes the no-MMA path: float16 without gate+up, where it was
     measured faster, and float32 (test plans: the whole-model GPU parity tests cover the path)."""
-    return constants.get("dtype") in ("float16", "float32") and "silu_mul" not in constants.get("epilogue", ())
+    return constants.get("dtype") in GEMV_HINTS and "silu_mul" not in constants.get("epilogue", ())
 
 
 def _rows_for(block):
@@ -113,9 +113,7 @@ def _chosen_tiles(sm, template, constants, shapes):
             if columns > WIDE_DECODE_COLUMNS:
                 tiles.update(WIDE_DECODE)
             elif rows == 1 and _gemv_measured(constants):
-                tiles.update(GEMV_DECODE, tile_k=512 if depth >= DEEP_K else 256)
-                if constants["dtype"] in GEMV_OCCUPANCY:
-                    tiles["occupancy"] = GEMV_OCCUPANCY[constants["dtype"]]
+                tiles.update(GEMV_DECODE, tile_k=512 if depth >= DEEP_K else 256, **GEMV_HINTS[constants["dtype"]])
             else:
                 tiles["weight_latency"] = 4 if depth >= DEEP_K else 2
         override = _override(kind)
