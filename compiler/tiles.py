@@ -47,6 +47,10 @@ DEEP_K = 2048
 # understood. float32 (test plans) keeps one CTA per SM, the configuration the GPU tests ran.
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 4}
 GEMV_HINTS = {"float16": {"occupancy": 2}, "float32": {}}  # the dtypes that take the path, their hints
+GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the path (none measured faster)
+# Hints added to decode attention's tiles (e.g. {"occupancy": 2}); none measured faster yet.
+# benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
+DECODE_ATTENTION = {}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -71,10 +75,16 @@ def pow2(value, minimum=1):
     return result
 
 
-def _gemv_measured(constants):
-    """Whether a one-row decode matmul takes the no-MMA path: float16 without gate+up, where it was
-    measured faster, and float32 (test plans: the whole-model GPU parity tests cover the path)."""
-    return constants.get("dtype") in GEMV_HINTS and "silu_mul" not in constants.get("epilogue", ())
+def _gemv_tiles(constants, depth):
+    """Tiles of a one-row decode matmul on the no-MMA path, or None where it keeps the MMA tile:
+    the path is taken where it was measured faster (float16 without gate+up) and in float32 (test
+    plans: the whole-model GPU parity tests cover the path)."""
+    tiles = dict(GEMV_DECODE, tile_k=512 if depth >= DEEP_K else 256)
+    if "silu_mul" in constants.get("epilogue", ()):
+        hints = GEMV_GATE_UP.get(constants.get("dtype"))
+    else:
+        hints = GEMV_HINTS.get(constants.get("dtype"))
+    return None if hints is None else {**tiles, **hints}
 
 
 def _rows_for(block):
@@ -112,8 +122,8 @@ def _chosen_tiles(sm, template, constants, shapes):
             depth = shapes[0][1]
             if columns > WIDE_DECODE_COLUMNS:
                 tiles.update(WIDE_DECODE)
-            elif rows == 1 and _gemv_measured(constants):
-                tiles.update(GEMV_DECODE, tile_k=512 if depth >= DEEP_K else 256, **GEMV_HINTS[constants["dtype"]])
+            elif rows == 1 and (gemv := _gemv_tiles(constants, depth)):
+                tiles.update(gemv)
             else:
                 tiles["weight_latency"] = 4 if depth >= DEEP_K else 2
         override = _override(kind)
@@ -168,7 +178,7 @@ def _chosen_tiles(sm, template, constants, shapes):
         if constants["phase"] == "prefill":
             rows = 64 if constants["dtype"] == "float32" else wide
             return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": 64}
-        return {"block_d": block_d, "tile_kv": wide}
+        return {"block_d": block_d, "tile_kv": wide, **DECODE_ATTENTION}
     return {}
 
 
