@@ -1,0 +1,181 @@
+"""Candidate decode tile rules on the GPU: each variant patches compiler/tiles.py's tables (or the
+rendered kernels) while batch-1 plans of the decode benchmark's models compile, then its decode
+step is timed as one chain of programmatic dependent launches in a CUDA graph (the way the
+executor replays it) and its output is checked against the shipped rules' plan.
+
+    python benchmarks/decode_variants.py --export-only 90        # fill CGC_CACHE_DIR (tileiras)
+    python benchmarks/decode_variants.py [--variants shipped,bf16-gemv] [--models gpt2,qwen3]
+                                         [--carveout 100] [--position 100]
+
+Variants compose with "+" (bf16-gemv+gate-up-gemv). Per variant and model it prints the step time,
+with --carveout also the step time with every kernel's preferred shared-memory carveout set to
+that percent (a runtime setting, no recompile), the decode logits' largest difference from the
+shipped plan's relative to their largest magnitude (same prefilled prompt, same token), and how
+many of the greedy tokens match. Writes benchmarks/results/decode-variants-<gpu>.json.
+"""
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.decode import MODELS, PROMPT, build_checkpoint, compile_model  # noqa: E402
+from compiler import cutile_export, tiles  # noqa: E402
+
+ONE_ROW_TILES = {"tile_k": 128, "occupancy": 2}  # one-row gate+up without spills (256-deep ones spill)
+VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from its current value}
+    "shipped": {},
+    "mma-decode": {"GEMV_HINTS": lambda table: {"float32": table["float32"]}},  # 16-bit one-row: MMA tiles
+    "bf16-gemv": {"GEMV_HINTS": lambda table: {**table, "bfloat16": {"occupancy": 2}}},
+    "gate-up-gemv": {"GEMV_GATE_UP": lambda table: {**table, "float16": ONE_ROW_TILES, "bfloat16": ONE_ROW_TILES}},
+    "attention-occupancy-2": {"DECODE_ATTENTION": lambda table: {**table, "occupancy": 2}},
+    "attention-kv-64": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 64}},
+    "attention-kv-32": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 32}},
+    "late-trigger": {},  # rendering: each kernel lets its successor launch after its own wait, not before
+}
+_EARLY_TRIGGER = re.compile(r"( *)ct\.grid_dependency_control_launch_dependents\(\)\n( *ct\.grid_dependency_control_wait\(\)\n)")
+_CARVEOUT = 9  # CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT
+
+
+def _say(message):
+    print(f"decode_variants: {message}", file=sys.stderr, flush=True)
+
+
+def _late_trigger(render):
+    def rendered(template, constants):
+        return _EARLY_TRIGGER.sub(r"\2\1ct.grid_dependency_control_launch_dependents()\n", render(template, constants))
+    return rendered
+
+
+@contextlib.contextmanager
+def variant(name):
+    """Patch compiler.tiles' tables (and the renderer) for `name`, "a+b" composing; restore on exit."""
+    parts = name.split("+")
+    unknown = [part for part in parts if part not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant '{unknown[0]}' (have: {', '.join(VARIANTS)})")
+    saved = {}
+    try:
+        for part in parts:
+            if part == "late-trigger":
+                saved.setdefault("render", cutile_export.render)
+                cutile_export.render = _late_trigger(cutile_export.render)
+            for table, rule in VARIANTS[part].items():
+                saved.setdefault(table, getattr(tiles, table))
+                setattr(tiles, table, rule(getattr(tiles, table)))
+        yield
+    finally:
+        for table, value in saved.items():
+            setattr(cutile_export if table == "render" else tiles, table, value)
+
+
+def compile_variants(keys, names, sm, new_tokens, workdir):
+    """{(model, variant): plan path} of batch-1 plans compiled under each variant."""
+    plans = {}
+    for key in keys:
+        checkpoint = os.path.join(workdir, key)
+        if not os.path.isdir(checkpoint):
+            _say(f"building {MODELS[key]['name']} checkpoint")
+            build_checkpoint(key, checkpoint)
+        for name in names:
+            _say(f"compiling {MODELS[key]['name']} under {name} for sm_{sm}")
+            path = os.path.join(workdir, f"{key}-{name}.plan")
+            with variant(name):
+                compile_model(key, 1, new_tokens, sm, checkpoint, path)
+            plans[key, name] = path
+    return plans
+
+
+def _set_carveout(functions, percent):
+    driver = ctypes.CDLL("libcuda.so.1")
+    for function in functions:
+        status = driver.cuFuncSetAttribute(ctypes.c_void_p(function.ptr), _CARVEOUT, ctypes.c_int(percent))
+        if status:
+            raise RuntimeError(f"cuFuncSetAttribute(carveout {percent}) failed with CUDA error {status}")
+
+
+def measure(path, prompt, new_tokens, position, carveout, reps=20):
+    """Step time(s), decode logits after `prompt` and greedy tokens of the plan at `path`."""
+    from benchmarks.profile_plan import ChainTimer
+    from runtime.generate import generate, prefill
+    from runtime.session import open_plan
+    executor = open_plan(path, device="gpu")
+    timer = ChainTimer(executor, "decode", reps)
+    try:
+        prefill(executor, [prompt])
+        logits = executor.run("decode", [[prompt[-1]]], [len(prompt)], [len(prompt) + 1])["logits"][0]
+        tokens = generate(executor, [prompt], new_tokens).tokens[0]
+        executor.set_inputs("decode", [[tokens[-1]]], [position], [position + 1])
+        every = list(range(len(timer.launches)))
+        row = {"step_us": min(timer(every) for _ in range(3))}
+        if carveout is not None:
+            _set_carveout({id(launch[0]): launch[0] for launch in timer.launches}.values(), carveout)
+            row[f"step_us_carveout_{carveout}"] = min(timer(every) for _ in range(3))
+        return row, logits, tokens
+    finally:
+        timer.graphs.clear()  # graphs before the modules their kernels live in
+        executor.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="gpt2,qwen3", help="comma-separated, of: " + ", ".join(MODELS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; '+' composes")
+    parser.add_argument("--new-tokens", type=int, default=128, help="as benchmarks/decode.py (cache keys)")
+    parser.add_argument("--position", type=int, default=100, help="KV-cache length the step is timed at")
+    parser.add_argument("--carveout", type=int, metavar="PERCENT", help="also time with this shared-memory carveout")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
+    args = parser.parse_args()
+    keys, names = args.models.split(","), args.variants.split(",")
+    if "shipped" not in names:
+        names.insert(0, "shipped")
+    for name in names:
+        with variant(name):
+            pass  # unknown names fail here, before any compile
+    with tempfile.TemporaryDirectory() as workdir:
+        if args.export_only:
+            compile_variants(keys, names, args.export_only, args.new_tokens, workdir)
+            return
+        import cupy
+        sm = int(cupy.cuda.Device().compute_capability)
+        device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        plans = compile_variants(keys, names, sm, args.new_tokens, workdir)
+        rows = []
+        for key in keys:
+            vocab = MODELS[key]["kwargs"]["vocab_size"]
+            prompt = np.random.default_rng(0).integers(0, vocab, size=PROMPT).tolist()
+            reference = None
+            for name in names:
+                _say(f"measuring {MODELS[key]['name']} under {name}")
+                row, logits, tokens = measure(plans[key, name], prompt, args.new_tokens, args.position, args.carveout)
+                if reference is None:
+                    reference = logits, tokens
+                row.update(model=MODELS[key]["name"], variant=name,
+                           logits_error=float(np.abs(logits - reference[0]).max() / np.abs(reference[0]).max()),
+                           greedy_matches=sum(a == b for a, b in zip(tokens, reference[1])), new_tokens=len(tokens))
+                rows.append(row)
+                _print_row(row)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "decode-variants-" + device.lower().replace(" ", "-") + ".json"), "w") as handle:
+        json.dump({"device": device, "sm": sm, "position": args.position, "batch": 1, "results": rows}, handle,
+                  indent=2)
+
+
+def _print_row(row):
+    times = "  ".join(f"{key.replace('step_us', 'step')} {value:7.1f} us" for key, value in row.items()
+                      if key.startswith("step_us"))
+    print(f"{row['model']:<11} {row['variant']:<36} {times}  ({1e6 / row['step_us']:5.0f} tok/s)  "
+          f"logits err {row['logits_error']:.1e}  greedy {row['greedy_matches']}/{row['new_tokens']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""benchmarks/decode_variants.py: each variant changes the tiles or kernels it names while it is
+active and nothing after (CPU; rendering only, no export)."""
+
+import pytest
+
+from benchmarks.decode_variants import VARIANTS, variant
+from compiler import cutile_export, tiles
+from compiler.cutile_export import render
+from compiler.tiles import choose_tiles
+
+ATTENTION = {"dtype": "bfloat16", "phase": "decode", "head_dim": 128, "heads": 16, "kv_heads": 8, "seq": 1,
+             "scale": 0.088, "rope": True, "norm_eps": 1e-6}
+ATTENTION_SHAPES = [(1, 2048), (1, 1024), (1, 1024), (1, 8, 256, 128), (1, 8, 256, 128), (1,), (1,), (256, 64),
+                    (256, 64), (128,), (128,), (1, 2048)]
+
+
+def _matmul(dtype, inner, columns, epilogue):
+    return choose_tiles(90, "matmul", {"dtype": dtype, "epilogue": list(epilogue)},
+                        [(1, inner), (inner, columns), (1, columns)])
+
+
+def _attention_source():
+    return render("attention", {**ATTENTION, **choose_tiles(90, "attention", ATTENTION, ATTENTION_SHAPES)})
+
+
+def test_variants_change_what_they_name_and_restore_it():
+    shipped = (_matmul("bfloat16", 3072, 1024, ["residual"]), _matmul("float16", 1024, 6144, ["silu_mul"]),
+               _matmul("float16", 3072, 768, ["residual"]), _attention_source())
+    assert shipped[0]["tile_m"] == 16 and shipped[1]["tile_m"] == 16 and shipped[2]["tile_m"] == 1
+    assert "@ct.kernel\ndef kernel" in shipped[3]
+    with variant("bf16-gemv+gate-up-gemv+attention-occupancy-2+attention-kv-32"):
+        assert _matmul("bfloat16", 3072, 1024, ["residual"]) == {
+            "tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 4, "occupancy": 2}
+        assert _matmul("float16", 1024, 6144, ["silu_mul"])["tile_k"] == 128
+        source = _attention_source()
+        assert "@ct.kernel(occupancy=2)\ndef kernel" in source and "TILE_KV = 32" in source
+    with variant("mma-decode"):
+        assert _matmul("float16", 3072, 768, ["residual"])["tile_m"] == 16
+        assert _matmul("float32", 3072, 768, ["residual"])["tile_m"] == 1  # test plans keep the path
+    with variant("late-trigger"):
+        source = cutile_export.render("rmsnorm", {"dtype": "float16", "group": 64, "block": 64, "rows": 4, "eps": 1e-6})
+        lines = [line.strip() for line in source.splitlines()]
+        wait = lines.index("ct.grid_dependency_control_wait()")
+        assert lines[wait + 1] == "ct.grid_dependency_control_launch_dependents()"
+        assert "ct.grid_dependency_control_launch_dependents()" not in lines[:wait]
+    assert (_matmul("bfloat16", 3072, 1024, ["residual"]), _matmul("float16", 1024, 6144, ["silu_mul"]),
+            _matmul("float16", 3072, 768, ["residual"]), _attention_source()) == shipped
+    assert cutile_export.render is render and tiles.DECODE_ATTENTION == {}
+
+
+def test_unknown_variant_names_the_choices():
+    with pytest.raises(ValueError, match="unknown variant 'fast'.*shipped"):
+        with variant("shipped+fast"):
+            pass
+    assert set(VARIANTS) >= {"shipped", "bf16-gemv", "gate-up-gemv", "late-trigger"}
