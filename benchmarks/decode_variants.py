@@ -111,9 +111,9 @@ def measure(path, prompt, new_tokens, position, carveout, reps=20):
     timer = ChainTimer(executor, "decode", reps)
     try:
         prefill(executor, [prompt])
-        logits = executor.run("decode", [[prompt[-1]]], [len(prompt)], [len(prompt) + 1])["logits"][0]
+        logits = executor.run("decode", [[prompt[-1]]], [len(prompt)], [1])["logits"][0]
         tokens = generate(executor, [prompt], new_tokens).tokens[0]
-        executor.set_inputs("decode", [[tokens[-1]]], [position], [position + 1])
+        executor.set_inputs("decode", [[tokens[-1]]], [position], [1])
         every = list(range(len(timer.launches)))
         row = {"step_us": min(timer(every) for _ in range(3))}
         if carveout is not None:

@@ -65,7 +65,7 @@ def profile(plan, program, reps, position=0):
     batch, seq = spec["batch"], spec["seq"]
     tokens = np.random.default_rng(0).integers(0, 1000, size=(batch, seq)).astype(np.int32)
     executor = CupyExecutor(plan, use_graphs=False)
-    executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, position + seq))
+    executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, seq))  # seq_lens: tokens in this run
     timer = ChainTimer(executor, program, reps)
     try:
         templates = [plan["kernels"][launch["kernel"]]["template"] for launch in spec["launches"]]
