@@ -77,21 +77,22 @@ def variant(name):
             setattr(cutile_export if table == "render" else tiles, table, value)
 
 
-def compile_variants(keys, names, sm, new_tokens, workdir):
-    """{(model, variant): plan path} of batch-1 plans compiled under each variant."""
-    plans = {}
+def compiled_variants(keys, names, sm, new_tokens, workdir):
+    """Yield (model, variant, plan path) of batch-1 plans compiled under each variant, one at a
+    time; each plan (and its weights file) is deleted once the next one is asked for."""
     for key in keys:
         checkpoint = os.path.join(workdir, key)
-        if not os.path.isdir(checkpoint):
-            _say(f"building {MODELS[key]['name']} checkpoint")
-            build_checkpoint(key, checkpoint)
+        _say(f"building {MODELS[key]['name']} checkpoint")
+        build_checkpoint(key, checkpoint)
         for name in names:
             _say(f"compiling {MODELS[key]['name']} under {name} for sm_{sm}")
             path = os.path.join(workdir, f"{key}-{name}.plan")
             with variant(name):
                 compile_model(key, 1, new_tokens, sm, checkpoint, path)
-            plans[key, name] = path
-    return plans
+            yield key, name, path
+            for leftover in (path, os.path.splitext(path)[0] + ".weights.safetensors"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
 
 
 def _set_carveout(functions, percent):
@@ -136,38 +137,35 @@ def main():
     parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
     args = parser.parse_args()
     keys, names = args.models.split(","), args.variants.split(",")
-    if "shipped" not in names:
-        names.insert(0, "shipped")
+    names = ["shipped"] + [name for name in names if name != "shipped"]  # the reference, measured first
     for name in names:
         with variant(name):
             pass  # unknown names fail here, before any compile
     with tempfile.TemporaryDirectory() as workdir:
         if args.export_only:
-            compile_variants(keys, names, args.export_only, args.new_tokens, workdir)
+            for _ in compiled_variants(keys, names, args.export_only, args.new_tokens, workdir):
+                pass
             return
         import cupy
         sm = int(cupy.cuda.Device().compute_capability)
         device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-        plans = compile_variants(keys, names, sm, args.new_tokens, workdir)
-        rows = []
-        for key in keys:
+        os.makedirs(args.out, exist_ok=True)
+        result_path = os.path.join(args.out, "decode-variants-" + device.lower().replace(" ", "-") + ".json")
+        rows, references = [], {}
+        for key, name, path in compiled_variants(keys, names, sm, args.new_tokens, workdir):
             vocab = MODELS[key]["kwargs"]["vocab_size"]
             prompt = np.random.default_rng(0).integers(0, vocab, size=PROMPT).tolist()
-            reference = None
-            for name in names:
-                _say(f"measuring {MODELS[key]['name']} under {name}")
-                row, logits, tokens = measure(plans[key, name], prompt, args.new_tokens, args.position, args.carveout)
-                if reference is None:
-                    reference = logits, tokens
-                row.update(model=MODELS[key]["name"], variant=name,
-                           logits_error=float(np.abs(logits - reference[0]).max() / np.abs(reference[0]).max()),
-                           greedy_matches=sum(a == b for a, b in zip(tokens, reference[1])), new_tokens=len(tokens))
-                rows.append(row)
-                _print_row(row)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "decode-variants-" + device.lower().replace(" ", "-") + ".json"), "w") as handle:
-        json.dump({"device": device, "sm": sm, "position": args.position, "batch": 1, "results": rows}, handle,
-                  indent=2)
+            _say(f"measuring {MODELS[key]['name']} under {name}")
+            row, logits, tokens = measure(path, prompt, args.new_tokens, args.position, args.carveout)
+            reference_logits, reference_tokens = references.setdefault(key, (logits, tokens))
+            row.update(model=MODELS[key]["name"], variant=name,
+                       logits_error=float(np.abs(logits - reference_logits).max() / np.abs(reference_logits).max()),
+                       greedy_matches=sum(a == b for a, b in zip(tokens, reference_tokens)), new_tokens=len(tokens))
+            rows.append(row)
+            _print_row(row)
+            with open(result_path, "w") as handle:  # after every row: a run cut short keeps what it measured
+                json.dump({"device": device, "sm": sm, "position": args.position, "batch": 1, "results": rows},
+                          handle, indent=2)
 
 
 def _print_row(row):
