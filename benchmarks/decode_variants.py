@@ -34,6 +34,7 @@ ONE_ROW_TILES = {"tile_k": 128, "occupancy": 2}  # one-row gate+up without spill
 VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from its current value}
     "shipped": {},
     "mma-decode": {"GEMV_HINTS": lambda table: {"float32": table["float32"]}},  # 16-bit one-row: MMA tiles
+    "mma-occupancy-2": {"TABLE": lambda table: {**table, (None, "decode"): {**table[None, "decode"], "occupancy": 2}}},
     "bf16-gemv": {"GEMV_HINTS": lambda table: {**table, "bfloat16": {"occupancy": 2}}},
     "gate-up-gemv": {"GEMV_GATE_UP": lambda table: {**table, "float16": ONE_ROW_TILES, "bfloat16": ONE_ROW_TILES}},
     "attention-occupancy-2": {"DECODE_ATTENTION": lambda table: {**table, "occupancy": 2}},

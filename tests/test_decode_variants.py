@@ -34,6 +34,9 @@ def test_variants_change_what_they_name_and_restore_it():
         assert _matmul("float16", 1024, 6144, ["silu_mul"])["tile_k"] == 128
         source = _attention_source()
         assert "@ct.kernel(occupancy=2)\ndef kernel" in source and "TILE_KV = 32" in source
+    with variant("mma-occupancy-2"):
+        assert _matmul("bfloat16", 3072, 1024, ["residual"]) == {
+            "tile_m": 16, "tile_n": 32, "tile_k": 256, "weight_latency": 4, "occupancy": 2}
     with variant("mma-decode"):
         assert _matmul("float16", 3072, 768, ["residual"])["tile_m"] == 16
         assert _matmul("float32", 3072, 768, ["residual"])["tile_m"] == 1  # test plans keep the path
