@@ -9,9 +9,10 @@ executor replays it) and its output is checked against the shipped rules' plan.
 
 Variants compose with "+" (bf16-gemv+gate-up-gemv). Per variant and model it prints the step time,
 with --carveout also the step time with every kernel's preferred shared-memory carveout set to
-that percent (a runtime setting, no recompile), the decode logits' largest difference from the
-shipped plan's relative to their largest magnitude (same prefilled prompt, same token), and how
-many of the greedy tokens match. Writes benchmarks/results/decode-variants-<gpu>.json.
+that percent (a runtime setting, no recompile), each template's launches alone as one chain, the
+decode logits' largest difference from the shipped plan's relative to their largest magnitude
+(same prefilled prompt, same token), and how many of the greedy tokens match. Writes
+benchmarks/results/decode-variants-<gpu>.json.
 """
 
 import argparse
@@ -118,6 +119,10 @@ def measure(path, prompt, new_tokens, position, carveout, reps=20):
         executor.set_inputs("decode", [[tokens[-1]]], [position], [1])
         every = list(range(len(timer.launches)))
         row = {"step_us": min(timer(every) for _ in range(3))}
+        templates = [executor.plan["kernels"][launch["kernel"]]["template"]
+                     for launch in executor.plan["programs"]["decode"]["launches"]]
+        row["template_chains_us"] = {template: timer([i for i in every if templates[i] == template])
+                                     for template in sorted(set(templates))}  # each template's launches alone
         if carveout is not None:
             _set_carveout({id(launch[0]): launch[0] for launch in timer.launches}.values(), carveout)
             row[f"step_us_carveout_{carveout}"] = min(timer(every) for _ in range(3))
@@ -172,8 +177,10 @@ def main():
 def _print_row(row):
     times = "  ".join(f"{key.replace('step_us', 'step')} {value:7.1f} us" for key, value in row.items()
                       if key.startswith("step_us"))
+    chains = " ".join(f"{template} {value:.1f}" for template, value in row["template_chains_us"].items())
     print(f"{row['model']:<11} {row['variant']:<36} {times}  ({1e6 / row['step_us']:5.0f} tok/s)  "
-          f"logits err {row['logits_error']:.1e}  greedy {row['greedy_matches']}/{row['new_tokens']}", flush=True)
+          f"logits err {row['logits_error']:.1e}  greedy {row['greedy_matches']}/{row['new_tokens']}  "
+          f"[alone: {chains}]", flush=True)
 
 
 if __name__ == "__main__":
