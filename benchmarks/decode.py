@@ -78,12 +78,18 @@ def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path):
     return time.perf_counter() - started
 
 
-def export_only(sm, keys, batches, new_tokens, workdir):
-    """Fill the kernel cache with every cubin the benchmark needs (on a machine with tileiras)."""
+def built_checkpoints(keys, workdir):
+    """Yield (model key, checkpoint directory) after writing each model's random checkpoint under `workdir`."""
     for key in keys:
         checkpoint = os.path.join(workdir, key)
         _say(f"building {MODELS[key]['name']} checkpoint")
         build_checkpoint(key, checkpoint)
+        yield key, checkpoint
+
+
+def export_only(sm, keys, batches, new_tokens, workdir):
+    """Fill the kernel cache with every cubin the benchmark needs (on a machine with tileiras)."""
+    for key, checkpoint in built_checkpoints(keys, workdir):
         for batch in batches:
             _say(f"compiling {MODELS[key]['name']} batch {batch} for sm_{sm}")
             compile_model(key, batch, new_tokens, sm, checkpoint, os.path.join(workdir, f"{key}-{batch}.plan"))

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.decode import MODELS, PROMPT, build_checkpoint, compile_model  # noqa: E402
+from benchmarks.decode import MODELS, PROMPT, built_checkpoints, compile_model  # noqa: E402
 from compiler import cutile_export, tiles  # noqa: E402
 
 ONE_ROW_TILES = {"tile_k": 128, "occupancy": 2}  # one-row gate+up without spills (256-deep ones spill)
@@ -82,10 +82,7 @@ def variant(name):
 def compiled_variants(keys, names, sm, new_tokens, workdir):
     """Yield (model, variant, plan path) of batch-1 plans compiled under each variant, one at a
     time; each plan (and its weights file) is deleted once the next one is asked for."""
-    for key in keys:
-        checkpoint = os.path.join(workdir, key)
-        _say(f"building {MODELS[key]['name']} checkpoint")
-        build_checkpoint(key, checkpoint)
+    for key, checkpoint in built_checkpoints(keys, workdir):
         for name in names:
             _say(f"compiling {MODELS[key]['name']} under {name} for sm_{sm}")
             path = os.path.join(workdir, f"{key}-{name}.plan")
