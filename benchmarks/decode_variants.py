@@ -116,10 +116,7 @@ def measure(path, prompt, new_tokens, position, carveout, reps=20):
         executor.set_inputs("decode", [[tokens[-1]]], [position], [1])
         every = list(range(len(timer.launches)))
         row = {"step_us": min(timer(every) for _ in range(3))}
-        templates = [executor.plan["kernels"][launch["kernel"]]["template"]
-                     for launch in executor.plan["programs"]["decode"]["launches"]]
-        row["template_chains_us"] = {template: timer([i for i in every if templates[i] == template])
-                                     for template in sorted(set(templates))}  # each template's launches alone
+        row["template_chains_us"] = timer.by_template()
         if carveout is not None:
             _set_carveout({id(launch[0]): launch[0] for launch in timer.launches}.values(), carveout)
             row[f"step_us_carveout_{carveout}"] = min(timer(every) for _ in range(3))

@@ -29,6 +29,8 @@ class ChainTimer:
 
     def __init__(self, executor, program, reps):
         self.launches = executor._programs[program][1]
+        self.templates = [executor.plan["kernels"][launch["kernel"]]["template"]
+                          for launch in executor.plan["programs"][program]["launches"]]
         self.dependent = CupyExecutor._dependent(executor.plan["programs"][program])
         self.stream = executor.stream
         self.reps = reps
@@ -57,6 +59,11 @@ class ChainTimer:
         end.synchronize()
         return cupy.cuda.get_elapsed_time(start, end) * 1e3 / self.reps
 
+    def by_template(self):
+        """{template: time of that template's launches alone, as one chain in program order}."""
+        return {template: self([i for i, name in enumerate(self.templates) if name == template])
+                for template in sorted(set(self.templates))}
+
 
 def profile(plan, program, reps, position=0):
     """([(op, template, grid, microseconds)] for every launch of `program` alone,
@@ -68,16 +75,14 @@ def profile(plan, program, reps, position=0):
     executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, seq))  # seq_lens: tokens in this run
     timer = ChainTimer(executor, program, reps)
     try:
-        templates = [plan["kernels"][launch["kernel"]]["template"] for launch in spec["launches"]]
         rows = [(launch["op"], template, grid, timer([index]))
                 for index, (launch, template, (_, grid, _, _, _)) in
-                enumerate(zip(spec["launches"], templates, timer.launches))]
-        every = list(range(len(templates)))
+                enumerate(zip(spec["launches"], timer.templates, timer.launches))]
+        every = list(range(len(rows)))
         chains = {"whole program": timer(every)}
         if timer.dependent:
             chains["whole program, plain launches"] = timer(every, dependent=False)
-        for template in sorted(set(templates)):
-            chains[f"{template} launches only"] = timer([i for i in every if templates[i] == template])
+        chains.update((f"{template} launches only", micros) for template, micros in timer.by_template().items())
         return rows, chains
     finally:
         timer.graphs.clear()  # graphs before the modules their kernels live in
