@@ -11,8 +11,8 @@ Variants compose with "+" (bf16-gemv+gate-up-gemv). Per variant and model it pri
 with --carveout also the step time with every kernel's preferred shared-memory carveout set to
 that percent (a runtime setting, no recompile), each template's launches alone as one chain, the
 decode logits' largest difference from the shipped plan's relative to their largest magnitude
-(same prefilled prompt, same token), and how many of the greedy tokens match. Writes
-benchmarks/results/decode-variants-<gpu>.json.
+(same prefilled prompt, same token), and how many of the greedy tokens match. Adds the run to
+benchmarks/results/decode-variants-<gpu>.json after the runs already there.
 """
 
 import argparse
@@ -21,8 +21,10 @@ import ctypes
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -32,18 +34,32 @@ from benchmarks.decode import MODELS, PROMPT, built_checkpoints, compile_model  
 from compiler import cutile_export, tiles  # noqa: E402
 
 ONE_ROW_TILES = {"tile_k": 128, "occupancy": 2}  # one-row gate+up without spills (256-deep ones spill)
+
+
+def _prefetch(steps):  # decode matmuls (MMA and one-row) load `steps` K steps' weights before the wait
+    return {"GEMV_DECODE": lambda table: {**table, "prefetch": steps},
+            "TABLE": lambda table: {**table, (None, "decode"): {**table[None, "decode"], "prefetch": steps}}}
+
+
 VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from its current value}
     "shipped": {},
     "mma-decode": {"GEMV_HINTS": lambda table: {"float32": table["float32"]}},  # 16-bit one-row: MMA tiles
     "mma-occupancy-2": {"TABLE": lambda table: {**table, (None, "decode"): {**table[None, "decode"], "occupancy": 2}}},
     "bf16-gemv": {"GEMV_HINTS": lambda table: {**table, "bfloat16": {"occupancy": 2}}},
     "gate-up-gemv": {"GEMV_GATE_UP": lambda table: {**table, "float16": ONE_ROW_TILES, "bfloat16": ONE_ROW_TILES}},
-    "attention-occupancy-2": {"DECODE_ATTENTION": lambda table: {**table, "occupancy": 2}},
+    "attention-occupancy-1": {"DECODE_ATTENTION": lambda table: {k: v for k, v in table.items() if k != "occupancy"}},
     "attention-kv-64": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 64}},
     "attention-kv-32": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 32}},
-    "late-trigger": {},  # rendering: each kernel lets its successor launch after its own wait, not before
+    "gemv-latency-2": {"GEMV_DECODE": lambda table: {**table, "weight_latency": 2}},
+    "gemv-latency-4": {"GEMV_DECODE": lambda table: {**table, "weight_latency": 4}},
+    "mma-latency-2": {"DEEP_K": lambda depth: 1 << 30},  # MMA decode tiles: latency 2 at every depth
+    "prefetch-3": _prefetch(3),
+    "prefetch-4": _prefetch(4),
+    "early-trigger": {},  # rendering: each kernel lets its successor launch before its own wait, not after
 }
-_EARLY_TRIGGER = re.compile(r"( *)ct\.grid_dependency_control_launch_dependents\(\)\n( *ct\.grid_dependency_control_wait\(\)\n)")
+_LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
+RESULTS_NOTE = ("runs in order; in each, 'shipped' is the rules of the checkout named by the run's 'shipped', and "
+                "each variant's logits_error and greedy_matches compare it with that run's shipped plan")
 _CARVEOUT = 9  # CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT
 
 
@@ -51,9 +67,9 @@ def _say(message):
     print(f"decode_variants: {message}", file=sys.stderr, flush=True)
 
 
-def _late_trigger(render):
+def _early_trigger(render):
     def rendered(template, constants):
-        return _EARLY_TRIGGER.sub(r"\2\1ct.grid_dependency_control_launch_dependents()\n", render(template, constants))
+        return _LATE_TRIGGER.sub(r"\2ct.grid_dependency_control_launch_dependents()\n\1", render(template, constants))
     return rendered
 
 
@@ -67,9 +83,9 @@ def variant(name):
     saved = {}
     try:
         for part in parts:
-            if part == "late-trigger":
+            if part == "early-trigger":
                 saved.setdefault("render", cutile_export.render)
-                cutile_export.render = _late_trigger(cutile_export.render)
+                cutile_export.render = _early_trigger(cutile_export.render)
             for table, rule in VARIANTS[part].items():
                 saved.setdefault(table, getattr(tiles, table))
                 setattr(tiles, table, rule(getattr(tiles, table)))
@@ -151,7 +167,9 @@ def main():
         device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
         os.makedirs(args.out, exist_ok=True)
         result_path = os.path.join(args.out, "decode-variants-" + device.lower().replace(" ", "-") + ".json")
-        rows, references = [], {}
+        runs, rows, references = _earlier_runs(result_path), [], {}
+        run = {"date": time.strftime("%Y-%m-%d"), "shipped": _shipped_commit(), "position": args.position,
+               "batch": 1, "results": rows}
         for key, name, path in compiled_variants(keys, names, sm, args.new_tokens, workdir):
             vocab = MODELS[key]["kwargs"]["vocab_size"]
             prompt = np.random.default_rng(0).integers(0, vocab, size=PROMPT).tolist()
@@ -164,8 +182,25 @@ def main():
             rows.append(row)
             _print_row(row)
             with open(result_path, "w") as handle:  # after every row: a run cut short keeps what it measured
-                json.dump({"device": device, "sm": sm, "position": args.position, "batch": 1, "results": rows},
-                          handle, indent=2)
+                json.dump({"device": device, "sm": sm, "note": RESULTS_NOTE, "runs": runs + [run]}, handle, indent=1)
+
+
+def _earlier_runs(path):
+    """The runs an earlier invocation wrote to `path` (kept: each run names the rules it measured against)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return json.load(handle).get("runs", [])
+
+
+def _shipped_commit():
+    """The checkout's commit (the shipped rules each run's variants are measured against), if known."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"main {commit}"
 
 
 def _print_row(row):

@@ -44,13 +44,24 @@ DEEP_K = 2048
 # and the gpt2 step ran slower (389.8 -> 436.0 us) until two CTAs fit an SM (float16 at occupancy
 # 2: 366.7 us). Measured losses keep the MMA tile elsewhere: gate+up (silu_mul) ran 7.2 -> 11.1 us
 # alone, and the bfloat16 qwen3-0.6b step ran 1156 -> 1631 us (2228 at occupancy 2), not yet
-# understood. float32 (test plans) keeps one CTA per SM, the configuration the GPU tests ran.
-GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 4}
+# understood. With late triggers and latency hint 1 or 2, bfloat16 at occupancy 2 ran that step
+# 998 -> 951 us, but its logits differ from the MMA tiles' by 2.3e-2 (relative) and greedy tokens
+# part after 15; it waits for a check against a reference (benchmarks/decode_variants.py,
+# "bf16-gemv+gemv-latency-2"). float32 (test plans) keeps one CTA per SM, as the GPU tests ran.
+# One-row weight loads take latency hint 1: with each kernel triggering its successor after its
+# wait, the gpt2 step ran 293.2 us at 4 (as the MMA tiles from DEEP_K), 293.0 at 3, 267.5 at 2,
+# 264.9 at 1 (its matmul launches alone 230.1 -> 207.9 us). Loading 3 or 4 K steps of weights
+# before the wait instead of 2 (the template's `prefetch`) ran every decode matmul slower (gpt2
+# 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158).
+GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
 GEMV_HINTS = {"float16": {"occupancy": 2}, "float32": {}}  # the dtypes that take the path, their hints
 GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the path (none measured faster)
-# Hints added to decode attention's tiles (e.g. {"occupancy": 2}); none measured faster yet.
+# Hints added to decode attention's tiles. H100, decode step as one chain at position 100:
+# two CTAs per SM (128 registers instead of 255) took gpt2 from 346 to 295 us (its attention
+# launches alone 68 -> 47 us) and qwen3-0.6b from 986 to 974; with it, 64-row KV tiles ran gpt2
+# at 329 us.
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
-DECODE_ATTENTION = {}
+DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -133,6 +144,8 @@ def _chosen_tiles(sm, template, constants, shapes):
             tiles.update(override)
         if constants.get("dtype") == "float32":  # fp32 tiles are twice the bytes
             tiles["tile_k"] = min(tiles["tile_k"], 256 if tiles["tile_m"] == 1 else 32)
+        if "prefetch" in tiles:  # weight tiles loaded before the wait: no more than the K steps
+            tiles["prefetch"] = min(tiles["prefetch"], -(-shapes[0][1] // tiles["tile_k"]))
         if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)
             groups = shapes[1][1] // (2 if constants["prologue"] == "layernorm" else 1)
             tiles["stats_block"] = pow2(groups)

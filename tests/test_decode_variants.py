@@ -1,6 +1,8 @@
 """benchmarks/decode_variants.py: each variant changes the tiles or kernels it names while it is
 active and nothing after (CPU; rendering only, no export)."""
 
+import json
+
 import pytest
 
 from benchmarks.decode_variants import VARIANTS, variant
@@ -27,32 +29,45 @@ def test_variants_change_what_they_name_and_restore_it():
     shipped = (_matmul("bfloat16", 3072, 1024, ["residual"]), _matmul("float16", 1024, 6144, ["silu_mul"]),
                _matmul("float16", 3072, 768, ["residual"]), _attention_source())
     assert shipped[0]["tile_m"] == 16 and shipped[1]["tile_m"] == 16 and shipped[2]["tile_m"] == 1
-    assert "@ct.kernel\ndef kernel" in shipped[3]
-    with variant("bf16-gemv+gate-up-gemv+attention-occupancy-2+attention-kv-32"):
+    assert "@ct.kernel(occupancy=2)\ndef kernel" in shipped[3]
+    with variant("bf16-gemv+gate-up-gemv+attention-occupancy-1+attention-kv-32"):
         assert _matmul("bfloat16", 3072, 1024, ["residual"]) == {
-            "tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 4, "occupancy": 2}
+            "tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
         assert _matmul("float16", 1024, 6144, ["silu_mul"])["tile_k"] == 128
         source = _attention_source()
-        assert "@ct.kernel(occupancy=2)\ndef kernel" in source and "TILE_KV = 32" in source
+        assert "@ct.kernel\ndef kernel" in source and "TILE_KV = 32" in source
+    with variant("prefetch-4"):  # no more steps than K has
+        assert _matmul("float16", 768, 768, ["residual"])["prefetch"] == 3
+        assert _matmul("bfloat16", 3072, 1024, ["residual"])["prefetch"] == 4
     with variant("mma-occupancy-2"):
         assert _matmul("bfloat16", 3072, 1024, ["residual"]) == {
             "tile_m": 16, "tile_n": 32, "tile_k": 256, "weight_latency": 4, "occupancy": 2}
     with variant("mma-decode"):
         assert _matmul("float16", 3072, 768, ["residual"])["tile_m"] == 16
         assert _matmul("float32", 3072, 768, ["residual"])["tile_m"] == 1  # test plans keep the path
-    with variant("late-trigger"):
-        source = cutile_export.render("rmsnorm", {"dtype": "float16", "group": 64, "block": 64, "rows": 4, "eps": 1e-6})
-        lines = [line.strip() for line in source.splitlines()]
-        wait = lines.index("ct.grid_dependency_control_wait()")
-        assert lines[wait + 1] == "ct.grid_dependency_control_launch_dependents()"
-        assert "ct.grid_dependency_control_launch_dependents()" not in lines[:wait]
+    norm = {"dtype": "float16", "group": 64, "block": 64, "rows": 4, "eps": 1e-6}
+    for name, offset in (("shipped", 1), ("early-trigger", -1)):
+        with variant(name):
+            lines = [line.strip() for line in cutile_export.render("rmsnorm", norm).splitlines()]
+            wait = lines.index("ct.grid_dependency_control_wait()")
+            assert lines[wait + offset] == "ct.grid_dependency_control_launch_dependents()"
+            assert lines.count("ct.grid_dependency_control_launch_dependents()") == 1
     assert (_matmul("bfloat16", 3072, 1024, ["residual"]), _matmul("float16", 1024, 6144, ["silu_mul"]),
             _matmul("float16", 3072, 768, ["residual"]), _attention_source()) == shipped
-    assert cutile_export.render is render and tiles.DECODE_ATTENTION == {}
+    assert cutile_export.render is render and tiles.DECODE_ATTENTION == {"occupancy": 2}
 
 
 def test_unknown_variant_names_the_choices():
     with pytest.raises(ValueError, match="unknown variant 'fast'.*shipped"):
         with variant("shipped+fast"):
             pass
-    assert set(VARIANTS) >= {"shipped", "bf16-gemv", "gate-up-gemv", "late-trigger"}
+    assert set(VARIANTS) >= {"shipped", "bf16-gemv", "gate-up-gemv", "early-trigger"}
+
+
+def test_a_run_is_added_after_the_runs_already_written(tmp_path):
+    from benchmarks.decode_variants import _earlier_runs
+    path = tmp_path / "decode-variants-gpu.json"
+    assert _earlier_runs(str(path)) == []
+    earlier = [{"shipped": "main abc1234", "results": [{"variant": "shipped", "step_us": 300.0}]}]
+    path.write_text(json.dumps({"device": "gpu", "runs": earlier}))
+    assert _earlier_runs(str(path)) == earlier

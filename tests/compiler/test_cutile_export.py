@@ -181,9 +181,9 @@ def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faste
         return choose_tiles(90, "matmul", {"dtype": dtype, "epilogue": list(epilogue)},
                             [(rows, inner), (inner, columns), (rows, columns)])
 
-    assert tiles(F16, 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 4, "occupancy": 2}
+    assert tiles(F16, 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
     assert tiles(F16, 1, 768, 3072)["tile_k"] == 256
-    assert tiles("float32", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 4}
+    assert tiles("float32", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 1}
     assert tiles("bfloat16", 1, 3072, 768)["tile_m"] == 16  # the bf16 qwen3 step ran slower without MMA
     assert tiles(F16, 1, 1024, 2 * 3072, ("silu_mul",))["tile_m"] == 16
     assert tiles(F16, 2, 3072, 768)["tile_m"] == 16
