@@ -4,10 +4,10 @@ step is timed as one chain of programmatic dependent launches in a CUDA graph (t
 executor replays it) and its output is checked against the shipped rules' plan.
 
     python benchmarks/decode_variants.py --export-only 90        # fill CGC_CACHE_DIR (tileiras)
-    python benchmarks/decode_variants.py [--variants shipped,bf16-gemv] [--models gpt2,qwen3]
+    python benchmarks/decode_variants.py [--variants shipped,bf16-mma] [--models gpt2,qwen3]
                                          [--carveout 100] [--position 100]
 
-Variants compose with "+" (bf16-gemv+gate-up-gemv). Per variant and model it prints the step time,
+Variants compose with "+" (bf16-mma+gate-up-gemv). Per variant and model it prints the step time,
 with --carveout also the step time with every kernel's preferred shared-memory carveout set to
 that percent (a runtime setting, no recompile), each template's launches alone as one chain, the
 decode logits' largest difference from the shipped plan's relative to their largest magnitude
@@ -21,7 +21,6 @@ import ctypes
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "shipped": {},
     "mma-decode": {"GEMV_HINTS": lambda table: {"float32": table["float32"]}},  # 16-bit one-row: MMA tiles
     "mma-occupancy-2": {"TABLE": lambda table: {**table, (None, "decode"): {**table[None, "decode"], "occupancy": 2}}},
-    "bf16-gemv": {"GEMV_HINTS": lambda table: {**table, "bfloat16": {"occupancy": 2}}},
+    "bf16-mma": {"GEMV_HINTS": lambda table: {k: v for k, v in table.items() if k != "bfloat16"}},
     "gate-up-gemv": {"GEMV_GATE_UP": lambda table: {**table, "float16": ONE_ROW_TILES, "bfloat16": ONE_ROW_TILES}},
     "attention-occupancy-1": {"DECODE_ATTENTION": lambda table: {k: v for k, v in table.items() if k != "occupancy"}},
     "attention-kv-64": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 64}},
@@ -58,8 +57,9 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "early-trigger": {},  # rendering: each kernel lets its successor launch before its own wait, not after
 }
 _LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
-RESULTS_NOTE = ("runs in order; in each, 'shipped' is the rules of the checkout named by the run's 'shipped', and "
-                "each variant's logits_error and greedy_matches compare it with that run's shipped plan")
+RESULTS_NOTE = ("runs in order; in each, 'shipped' names the rules (compiler/tiles.py) every variant is patched from; "
+                "logits_error and greedy_matches compare a variant with the run's shipped plan, torch_float32_error "
+                "(--torch-reference) with PyTorch's float32 logits")
 _CARVEOUT = 9  # CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT
 
 
@@ -142,6 +142,27 @@ def measure(path, prompt, new_tokens, position, carveout, reps=20):
         executor.close()
 
 
+def relative_error(values, reference):
+    """Largest difference from `reference`, relative to its largest magnitude."""
+    return float(np.abs(values - reference).max() / np.abs(reference).max())
+
+
+def torch_logits(checkpoint, tokens, device="cuda"):
+    """Last-position logits of `tokens` by the HF model at `checkpoint` run in float32 (its weights
+    widened exactly): the reference both the shipped plan and a variant are checked against."""
+    import torch
+    import transformers
+    model = transformers.AutoModelForCausalLM.from_pretrained(checkpoint, torch_dtype=torch.float32)
+    model = model.to(device).eval()
+    try:
+        with torch.no_grad():
+            return model(torch.tensor([tokens], device=device)).logits[0, -1].cpu().numpy()
+    finally:
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="gpt2,qwen3", help="comma-separated, of: " + ", ".join(MODELS))
@@ -149,6 +170,8 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=128, help="as benchmarks/decode.py (cache keys)")
     parser.add_argument("--position", type=int, default=100, help="KV-cache length the step is timed at")
     parser.add_argument("--carveout", type=int, metavar="PERCENT", help="also time with this shared-memory carveout")
+    parser.add_argument("--torch-reference", action="store_true",
+                        help="also check each variant's decode logits against PyTorch's in float32")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
     args = parser.parse_args()
@@ -167,8 +190,8 @@ def main():
         device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
         os.makedirs(args.out, exist_ok=True)
         result_path = os.path.join(args.out, "decode-variants-" + device.lower().replace(" ", "-") + ".json")
-        runs, rows, references = _earlier_runs(result_path), [], {}
-        run = {"date": time.strftime("%Y-%m-%d"), "shipped": _shipped_commit(), "position": args.position,
+        runs, rows, references, torch_references = _earlier_runs(result_path), [], {}, {}
+        run = {"date": time.strftime("%Y-%m-%d"), "shipped": _shipped_rules(), "position": args.position,
                "batch": 1, "results": rows}
         for key, name, path in compiled_variants(keys, names, sm, args.new_tokens, workdir):
             vocab = MODELS[key]["kwargs"]["vocab_size"]
@@ -176,8 +199,11 @@ def main():
             _say(f"measuring {MODELS[key]['name']} under {name}")
             row, logits, tokens = measure(path, prompt, args.new_tokens, args.position, args.carveout)
             reference_logits, reference_tokens = references.setdefault(key, (logits, tokens))
-            row.update(model=MODELS[key]["name"], variant=name,
-                       logits_error=float(np.abs(logits - reference_logits).max() / np.abs(reference_logits).max()),
+            if args.torch_reference:
+                if key not in torch_references:  # the checkpoint of `key` exists while its plans compile
+                    torch_references[key] = torch_logits(os.path.join(workdir, key), prompt + prompt[-1:])
+                row["torch_float32_error"] = relative_error(logits, torch_references[key])
+            row.update(model=MODELS[key]["name"], variant=name, logits_error=relative_error(logits, reference_logits),
                        greedy_matches=sum(a == b for a, b in zip(tokens, reference_tokens)), new_tokens=len(tokens))
             rows.append(row)
             _print_row(row)
@@ -193,22 +219,20 @@ def _earlier_runs(path):
         return json.load(handle).get("runs", [])
 
 
-def _shipped_commit():
-    """The checkout's commit (the shipped rules each run's variants are measured against), if known."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown commit"
-    return f"main {commit}"
+def _shipped_rules():
+    """The decode rules of this checkout's compiler/tiles.py, which each run's variants are measured against."""
+    return {"TABLE decode": tiles.TABLE[None, "decode"], "DEEP_K": tiles.DEEP_K, "WIDE_DECODE": tiles.WIDE_DECODE,
+            "GEMV_DECODE": tiles.GEMV_DECODE, "GEMV_HINTS": tiles.GEMV_HINTS, "GEMV_GATE_UP": tiles.GEMV_GATE_UP,
+            "DECODE_ATTENTION": tiles.DECODE_ATTENTION}
 
 
 def _print_row(row):
     times = "  ".join(f"{key.replace('step_us', 'step')} {value:7.1f} us" for key, value in row.items()
                       if key.startswith("step_us"))
     chains = " ".join(f"{template} {value:.1f}" for template, value in row["template_chains_us"].items())
+    torch_error = f"  vs torch fp32 {row['torch_float32_error']:.1e}" if "torch_float32_error" in row else ""
     print(f"{row['model']:<11} {row['variant']:<36} {times}  ({1e6 / row['step_us']:5.0f} tok/s)  "
-          f"logits err {row['logits_error']:.1e}  greedy {row['greedy_matches']}/{row['new_tokens']}  "
+          f"logits err {row['logits_error']:.1e}{torch_error}  greedy {row['greedy_matches']}/{row['new_tokens']}  "
           f"[alone: {chains}]", flush=True)
 
 

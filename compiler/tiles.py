@@ -44,17 +44,17 @@ DEEP_K = 2048
 # and the gpt2 step ran slower (389.8 -> 436.0 us) until two CTAs fit an SM (float16 at occupancy
 # 2: 366.7 us). Measured losses keep the MMA tile elsewhere: gate+up (silu_mul) ran 7.2 -> 11.1 us
 # alone, and the bfloat16 qwen3-0.6b step ran 1156 -> 1631 us (2228 at occupancy 2), not yet
-# understood. With late triggers and latency hint 1 or 2, bfloat16 at occupancy 2 ran that step
-# 998 -> 951 us, but its logits differ from the MMA tiles' by 2.3e-2 (relative) and greedy tokens
-# part after 15; it waits for a check against a reference (benchmarks/decode_variants.py,
-# "bf16-gemv+gemv-latency-2"). float32 (test plans) keeps one CTA per SM, as the GPU tests ran.
+# understood. With late triggers and latency hint 1, bfloat16 at occupancy 2 runs that step
+# faster (971.3 -> 954.2 us; another run 998 -> 951), as close to PyTorch's float32 logits as
+# the MMA tiles (relative error 2.5e-2 vs 2.6e-2; the two differ by 2.3e-2, bfloat16 rounding).
+# float32 (test plans) keeps one CTA per SM, as the GPU tests ran.
 # One-row weight loads take latency hint 1: with each kernel triggering its successor after its
 # wait, the gpt2 step ran 293.2 us at 4 (as the MMA tiles from DEEP_K), 293.0 at 3, 267.5 at 2,
 # 264.9 at 1 (its matmul launches alone 230.1 -> 207.9 us). Loading 3 or 4 K steps of weights
 # before the wait instead of 2 (the template's `prefetch`) ran every decode matmul slower (gpt2
 # 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158).
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
-GEMV_HINTS = {"float16": {"occupancy": 2}, "float32": {}}  # the dtypes that take the path, their hints
+GEMV_HINTS = {"float16": {"occupancy": 2}, "bfloat16": {"occupancy": 2}, "float32": {}}  # dtypes on the path
 GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the path (none measured faster)
 # Hints added to decode attention's tiles. H100, decode step as one chain at position 100:
 # two CTAs per SM (128 registers instead of 255) took gpt2 from 346 to 295 us (its attention
@@ -88,7 +88,7 @@ def pow2(value, minimum=1):
 
 def _gemv_tiles(constants, depth):
     """Tiles of a one-row decode matmul on the no-MMA path, or None where it keeps the MMA tile:
-    the path is taken where it was measured faster (float16 without gate+up) and in float32 (test
+    the path is taken where it was measured faster (16-bit without gate+up) and in float32 (test
     plans: the whole-model GPU parity tests cover the path)."""
     tiles = dict(GEMV_DECODE, tile_k=512 if depth >= DEEP_K else 256)
     if "silu_mul" in constants.get("epilogue", ()):

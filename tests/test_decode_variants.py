@@ -28,18 +28,18 @@ def _attention_source():
 def test_variants_change_what_they_name_and_restore_it():
     shipped = (_matmul("bfloat16", 3072, 1024, ["residual"]), _matmul("float16", 1024, 6144, ["silu_mul"]),
                _matmul("float16", 3072, 768, ["residual"]), _attention_source())
-    assert shipped[0]["tile_m"] == 16 and shipped[1]["tile_m"] == 16 and shipped[2]["tile_m"] == 1
+    assert shipped[0]["tile_m"] == 1 and shipped[1]["tile_m"] == 16 and shipped[2]["tile_m"] == 1
     assert "@ct.kernel(occupancy=2)\ndef kernel" in shipped[3]
-    with variant("bf16-gemv+gate-up-gemv+attention-occupancy-1+attention-kv-32"):
+    with variant("bf16-mma+gate-up-gemv+attention-occupancy-1+attention-kv-32"):
         assert _matmul("bfloat16", 3072, 1024, ["residual"]) == {
-            "tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
+            "tile_m": 16, "tile_n": 32, "tile_k": 256, "weight_latency": 4}
         assert _matmul("float16", 1024, 6144, ["silu_mul"])["tile_k"] == 128
         source = _attention_source()
         assert "@ct.kernel\ndef kernel" in source and "TILE_KV = 32" in source
     with variant("prefetch-4"):  # no more steps than K has
         assert _matmul("float16", 768, 768, ["residual"])["prefetch"] == 3
         assert _matmul("bfloat16", 3072, 1024, ["residual"])["prefetch"] == 4
-    with variant("mma-occupancy-2"):
+    with variant("bf16-mma+mma-occupancy-2"):
         assert _matmul("bfloat16", 3072, 1024, ["residual"]) == {
             "tile_m": 16, "tile_n": 32, "tile_k": 256, "weight_latency": 4, "occupancy": 2}
     with variant("mma-decode"):
@@ -61,7 +61,7 @@ def test_unknown_variant_names_the_choices():
     with pytest.raises(ValueError, match="unknown variant 'fast'.*shipped"):
         with variant("shipped+fast"):
             pass
-    assert set(VARIANTS) >= {"shipped", "bf16-gemv", "gate-up-gemv", "early-trigger"}
+    assert set(VARIANTS) >= {"shipped", "bf16-mma", "gate-up-gemv", "early-trigger"}
 
 
 def test_a_run_is_added_after_the_runs_already_written(tmp_path):

@@ -184,7 +184,7 @@ def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faste
     assert tiles(F16, 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
     assert tiles(F16, 1, 768, 3072)["tile_k"] == 256
     assert tiles("float32", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 1}
-    assert tiles("bfloat16", 1, 3072, 768)["tile_m"] == 16  # the bf16 qwen3 step ran slower without MMA
+    assert tiles("bfloat16", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
     assert tiles(F16, 1, 1024, 2 * 3072, ("silu_mul",))["tile_m"] == 16
     assert tiles(F16, 2, 3072, 768)["tile_m"] == 16
     assert tiles(F16, 1, 768, 50257)["tile_n"] == 128  # LM heads keep the wide MMA tile
