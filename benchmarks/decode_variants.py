@@ -49,6 +49,9 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "attention-occupancy-1": {"DECODE_ATTENTION": lambda table: {k: v for k, v in table.items() if k != "occupancy"}},
     "attention-kv-64": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 64}},
     "attention-kv-32": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 32}},
+    "attention-kv-128": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 128}},
+    "attention-kv-prefetch-2": {"DECODE_ATTENTION": lambda table: {**table, "kv_prefetch": 2}},  # cache tiles before the wait
+    "attention-kv-prefetch-4": {"DECODE_ATTENTION": lambda table: {**table, "kv_prefetch": 4}},
     "gemv-latency-2": {"GEMV_DECODE": lambda table: {**table, "weight_latency": 2}},
     "gemv-latency-4": {"GEMV_DECODE": lambda table: {**table, "weight_latency": 4}},
     "mma-latency-2": {"DEEP_K": lambda depth: 1 << 30},  # MMA decode tiles: latency 2 at every depth

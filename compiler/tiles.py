@@ -191,7 +191,10 @@ def _chosen_tiles(sm, template, constants, shapes):
         if constants["phase"] == "prefill":
             rows = 64 if constants["dtype"] == "float32" else wide
             return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": 64}
-        return {"block_d": block_d, "tile_kv": wide, **DECODE_ATTENTION}
+        tiles = {"block_d": block_d, "tile_kv": wide, **DECODE_ATTENTION}
+        if "kv_prefetch" in tiles:  # cache tiles loaded before the wait: no more than the cache holds
+            tiles["kv_prefetch"] = min(tiles["kv_prefetch"], -(-shapes[3][2] // tiles["tile_kv"]))
+        return tiles
     return {}
 
 

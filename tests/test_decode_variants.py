@@ -36,6 +36,12 @@ def test_variants_change_what_they_name_and_restore_it():
         assert _matmul("float16", 1024, 6144, ["silu_mul"])["tile_k"] == 128
         source = _attention_source()
         assert "@ct.kernel\ndef kernel" in source and "TILE_KV = 32" in source
+    with variant("attention-kv-prefetch-2+attention-kv-128"):
+        source = _attention_source()
+        assert "early1_key_first = ct.load(" in source and "index=(b, kv_head, 1, 0)" in source
+        assert "range(2, ct.cdiv(start, TILE_KV))" in source and "TILE_KV = 128" in source
+    with variant("attention-kv-prefetch-4+attention-kv-128"):  # the 256-row cache holds 2 tiles
+        assert "range(2, ct.cdiv(start, TILE_KV))" in _attention_source()
     with variant("prefetch-4"):  # no more steps than K has
         assert _matmul("float16", 768, 768, ["residual"])["prefetch"] == 3
         assert _matmul("bfloat16", 3072, 1024, ["residual"])["prefetch"] == 4
