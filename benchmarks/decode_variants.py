@@ -1,5 +1,5 @@
 """Candidate decode tile rules on the GPU: each variant patches compiler/tiles.py's tables (or the
-rendered kernels) while batch-1 plans of the decode benchmark's models compile, then its decode
+rendered kernels, or a weight-layout pass) while batch-1 plans of the decode benchmark's models compile, then its decode
 step is timed as one chain of programmatic dependent launches in a CUDA graph (the way the
 executor replays it) and its output is checked against the shipped rules' plan.
 
@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.decode import MODELS, PROMPT, built_checkpoints, compile_model  # noqa: E402
 from compiler import cutile_export, tiles  # noqa: E402
+from compiler.passes import store_out_in  # noqa: E402
 
 ONE_ROW_TILES = {"tile_k": 128, "occupancy": 2}  # one-row gate+up without spills (256-deep ones spill)
 
@@ -58,6 +59,7 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "prefetch-3": _prefetch(3),
     "prefetch-4": _prefetch(4),
     "early-trigger": {},  # rendering: each kernel lets its successor launch before its own wait, not after
+    "in-out-weights": {},  # compiling: every linear weight stays [in, out] (no store_out_in)
 }
 _LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
 RESULTS_NOTE = ("runs in order; in each, 'shipped' names the rules (compiler/tiles.py) every variant is patched from; "
@@ -89,13 +91,17 @@ def variant(name):
             if part == "early-trigger":
                 saved.setdefault("render", cutile_export.render)
                 cutile_export.render = _early_trigger(cutile_export.render)
+            if part == "in-out-weights":
+                saved.setdefault("wants_out_in", store_out_in.wants_out_in)
+                store_out_in.wants_out_in = lambda op, in_out_shape: False
             for table, rule in VARIANTS[part].items():
                 saved.setdefault(table, getattr(tiles, table))
                 setattr(tiles, table, rule(getattr(tiles, table)))
         yield
     finally:
+        owners = {"render": cutile_export, "wants_out_in": store_out_in}
         for table, value in saved.items():
-            setattr(cutile_export if table == "render" else tiles, table, value)
+            setattr(owners.get(table, tiles), table, value)
 
 
 def compiled_variants(keys, names, sm, new_tokens, workdir):
@@ -226,7 +232,8 @@ def _shipped_rules():
     """The decode rules of this checkout's compiler/tiles.py, which each run's variants are measured against."""
     return {"TABLE decode": tiles.TABLE[None, "decode"], "DEEP_K": tiles.DEEP_K, "WIDE_DECODE": tiles.WIDE_DECODE,
             "GEMV_DECODE": tiles.GEMV_DECODE, "GEMV_HINTS": tiles.GEMV_HINTS, "GEMV_GATE_UP": tiles.GEMV_GATE_UP,
-            "DECODE_ATTENTION": tiles.DECODE_ATTENTION}
+            "DECODE_ATTENTION": tiles.DECODE_ATTENTION, "OUT_IN_ROWS": tiles.OUT_IN_ROWS,
+            "store_out_in": "weights [out, in] where out <= in, and gate+up"}
 
 
 def _print_row(row):

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from compiler.errors import CompileError
 from compiler.ir import Weight
 from runtime.dtypes import itemsize
-from runtime.numpy_kernels import argmax_width
+from compiler.tiles import shape_class
+from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
 
 ALIGN = 256
 EOS_SLOTS = 8            # end-of-sequence ids the on-device sampler checks
@@ -177,6 +178,9 @@ class _ProgramLowering:
         self.shape = shape
         self.rows = shape.batch * shape.seq
         self.decode = shape.seq == 1
+        # columns per row-statistics sum: decode-shaped one-row matmuls write 8 columns per CTA;
+        # prefill keeps 32, so its readers' statistics tiles stay small
+        self.stats_group = DECODE_STATS_GROUP if shape_class(self.rows) == "decode" else STATS_GROUP
         self.fused_ropes = self._fused_ropes() if self.decode else {}
         self.io = {}
         io_offset = lowering.io_bytes
@@ -253,6 +257,13 @@ class _ProgramLowering:
         offset += column * itemsize(tensor.dtype)
         return _operand("arena", offset, [self.rows, tensor.shape[1]], tensor.dtype, strides=[width, 1])
 
+    def stats_operand(self, tensor_name, norm, width):
+        """The row statistics of a `width`-column tensor for this program's column groups: the
+        first columns of the stats tensor (infer_shapes sizes it for the narrowest groups)."""
+        operand = self.operand(tensor_name)
+        operand["shape"] = [self.rows, stats_width(width, norm, self.stats_group)]
+        return operand
+
     def run(self):
         launches = []
         skipped = {rope.name for rope in self.fused_ropes.values()}
@@ -294,10 +305,11 @@ class _ProgramLowering:
             raise CompileError(f"{op.describe()}: --max-seq {self.lowering.max_seq} exceeds the model's "
                                f"{op.attrs['positions']} learned positions")
         operands = [self.io["tokens"], self.io["start_pos"], *self._weights(op, "weight", "position_weight"),
-                    *map(self.operand, op.outputs)]
+                    self.operand(op.outputs[0])]
         constants = {**self._base(), "positions": positioned}
         if "row_stats" in op.attrs:  # outputs: out, then its row statistics (fold_norms)
-            constants["row_stats"] = op.attrs["row_stats"]
+            constants.update(row_stats=op.attrs["row_stats"], stats_group=self.stats_group)
+            operands.append(self.stats_operand(op.outputs[1], op.attrs["row_stats"], operands[-1]["shape"][1]))
         yield "embed", constants, operands
 
     def _layernorm(self, op):
@@ -314,19 +326,25 @@ class _ProgramLowering:
         yield "add_norm", {**self._base(), "eps": op.attrs["eps"], "norm": op.attrs["norm"]}, operands
 
     def _linear(self, op):
-        if op.attrs.get("layout") != "in_out":
-            raise CompileError(f"{op.describe()}: the matmul kernel reads [in, out] weights; run hoist_transposes first")
         epilogue = tuple(op.attrs.get("epilogue", ()))
         if "bias" in op.weights and "bias" not in epilogue:
             epilogue = ("bias", *epilogue)  # a linear's own bias is always applied
         constants = {**self._base(), "epilogue": epilogue}
+        out_in = op.attrs.get("layout", "out_in") == "out_in"  # weight [N, K] (store_out_in)
+        if out_in:
+            constants["weight_layout"] = "out_in"
         prologue = op.attrs.get("prologue")
         operands = [self.operand(op.inputs["x"])]
         if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`
-            constants.update(prologue=prologue["norm"], eps=prologue["eps"])
-            operands.append(self.operand(op.inputs["stats"]))
+            constants.update(prologue=prologue["norm"], eps=prologue["eps"], stats_group=self.stats_group)
+            operands.append(self.stats_operand(op.inputs["stats"], prologue["norm"], operands[0]["shape"][1]))
         weight = self.lowering.weight_operand(op.weights["weight"])
-        if "silu_mul" in epilogue:  # [K, gate | up]: two views, so each half keeps its own aligned base
+        if "silu_mul" in epilogue and out_in:  # [gate; up] rows: two views of half the rows each
+            half = weight["shape"][0] // 2
+            gate = {**weight, "shape": [half, weight["shape"][1]]}
+            up = {**gate, "offset": weight["offset"] + half * weight["strides"][0] * itemsize(weight["dtype"])}
+            operands += [gate, up]
+        elif "silu_mul" in epilogue:  # [K, gate | up]: two views, so each half keeps its own aligned base
             half = weight["shape"][1] // 2
             gate = {**weight, "shape": [weight["shape"][0], half]}
             up = {**gate, "offset": weight["offset"] + half * itemsize(weight["dtype"])}
@@ -341,8 +359,8 @@ class _ProgramLowering:
         operands.append(out)
         constants["out_dtype"] = out["dtype"]
         if "row_stats" in op.attrs:  # the output's row statistics for a folded norm that reads it
-            constants["row_stats"] = op.attrs["row_stats"]
-            operands.append(self.operand(op.outputs[1]))
+            constants.update(row_stats=op.attrs["row_stats"], stats_group=self.stats_group)
+            operands.append(self.stats_operand(op.outputs[1], op.attrs["row_stats"], out["shape"][1]))
         if op.name == self.argmax_of:
             constants["row_argmax"] = True
             operands += [self.io["argmax_values"], self.io["argmax_ids"]]

@@ -52,10 +52,11 @@ def embed(constants, tokens, start_pos, table, *rest):
         values = values + pos_table.read()[_positions(start_pos, batch, seq, pos_table.array.shape[0])]
     out.write(values)
     if stats is not None:
-        stats.write(row_stats(out.read(), constants["row_stats"]))
+        stats.write(row_stats(out.read(), constants["row_stats"], constants.get("stats_group", STATS_GROUP)))
 
 
-STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor
+STATS_GROUP = 32  # columns per partial sum of a row-statistics tensor (prefill programs)
+DECODE_STATS_GROUP = 8  # in decode programs: a one-row matmul CTA writes 8 output columns
 
 
 ARGMAX_GROUP = 32  # columns per (largest value, its first id) pair a logits matmul writes
@@ -77,20 +78,20 @@ def group_argmax(rows):
     return padded.max(axis=2), padded.argmax(axis=2) + np.arange(groups) * ARGMAX_GROUP
 
 
-def stats_width(width, norm):
-    """Columns of the row statistics of `width` columns: G = ceil(width / 32) sums of squares, or
-    for LayerNorm 2P (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P)."""
-    groups = -(-int(width) // STATS_GROUP)
+def stats_width(width, norm, group=STATS_GROUP):
+    """Columns of the row statistics of `width` columns: G = ceil(width / group) sums of squares,
+    or for LayerNorm 2P (P = G rounded up to a power of two): squares in [0, P), sums in [P, 2P)."""
+    groups = -(-int(width) // group)
     return 2 * (1 << (groups - 1).bit_length()) if norm == "layernorm" else groups
 
 
-def row_stats(rows, norm):
+def row_stats(rows, norm, group=STATS_GROUP):
     """The row statistics (layout: stats_width) of the stored rows; unused groups are zero."""
     width = rows.shape[1]
-    groups = stats_width(width, norm) // (2 if norm == "layernorm" else 1)
-    padded = np.zeros((rows.shape[0], groups * STATS_GROUP), dtype=np.float32)
+    groups = stats_width(width, norm, group) // (2 if norm == "layernorm" else 1)
+    padded = np.zeros((rows.shape[0], groups * group), dtype=np.float32)
     padded[:, :width] = rows
-    padded = padded.reshape(rows.shape[0], groups, STATS_GROUP)
+    padded = padded.reshape(rows.shape[0], groups, group)
     parts = [(padded * padded).sum(axis=2)]
     if norm == "layernorm":
         parts.append(padded.sum(axis=2))
@@ -166,9 +167,10 @@ def matmul(constants, x, *rest):
     scale = None
     if constants.get("prologue"):  # a norm folded into the weights: scale rows by 1/sqrt(var + eps)
         scale = norm_rstd(operands.pop(0).read(), rows.shape[1], constants["prologue"], constants["eps"])
-    acc = rows @ operands.pop(0).read()
+    out_in = constants.get("weight_layout") == "out_in"  # weights stored [N, K]
+    acc = rows @ (operands.pop(0).read().T if out_in else operands.pop(0).read())
     if "silu_mul" in constants["epilogue"]:
-        up = rows @ operands.pop(0).read()
+        up = rows @ (operands.pop(0).read().T if out_in else operands.pop(0).read())
     if scale is not None:
         acc = acc * scale
         if "silu_mul" in constants["epilogue"]:
@@ -184,7 +186,7 @@ def matmul(constants, x, *rest):
             acc = acc + operands.pop(0).read()
     out.write(acc)
     if stats_out is not None:
-        stats_out.write(row_stats(out.read(), constants["row_stats"]))
+        stats_out.write(row_stats(out.read(), constants["row_stats"], constants.get("stats_group", STATS_GROUP)))
     if argmax is not None:  # of the stored (rounded) values, for the greedy sampler
         for view, values in zip(argmax, group_argmax(out.read())):
             view.write(values)

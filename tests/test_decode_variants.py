@@ -51,6 +51,12 @@ def test_variants_change_what_they_name_and_restore_it():
     with variant("mma-decode"):
         assert _matmul("float16", 3072, 768, ["residual"])["tile_m"] == 16
         assert _matmul("float32", 3072, 768, ["residual"])["tile_m"] == 1  # test plans keep the path
+    from compiler.passes import store_out_in
+    gate_up = type("Op", (), {"attrs": {"epilogue": ("silu_mul",)}})()
+    assert store_out_in.wants_out_in(gate_up, (1024, 6144))
+    with variant("in-out-weights"):
+        assert not store_out_in.wants_out_in(gate_up, (1024, 6144))
+    assert store_out_in.wants_out_in(gate_up, (1024, 6144))
     norm = {"dtype": "float16", "group": 64, "block": 64, "rows": 4, "eps": 1e-6}
     for name, offset in (("shipped", 1), ("early-trigger", -1)):
         with variant(name):

@@ -1,7 +1,8 @@
 """The compiler passes, in the one order they run. Each is `run(graph) -> graph`."""
 
 from compiler.passes import (concat_gate_up, concat_qkv, fold_norms, fuse_add_norm, fuse_epilogues,
-                             fuse_norm_rope, hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers)
+                             fuse_norm_rope, hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers,
+                             store_out_in)
 
 PIPELINE = (
     infer_shapes,
@@ -13,6 +14,7 @@ PIPELINE = (
     fuse_add_norm,
     fuse_norm_rope,
     merge_qk_rope,
+    store_out_in,
     infer_shapes,      # re-validate what the rewrites produced
     plan_buffers,
 )

@@ -5,7 +5,7 @@ used with two shapes) raises GraphError naming the file, line and op.
 """
 
 from compiler.errors import GraphError
-from runtime.numpy_kernels import stats_width
+from runtime.numpy_kernels import DECODE_STATS_GROUP, stats_width
 
 ROWS = "T"
 
@@ -46,13 +46,14 @@ def _set_output(graph, op, index, width, view_of=None):
 
 
 def _set_stats(graph, op, width):
-    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (see runtime/numpy_kernels.py)."""
+    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (see runtime/numpy_kernels.py),
+    as wide as the narrowest column groups need (decode's); prefill programs use the first columns."""
     if len(op.outputs) < 2:
         return
     if op.attrs.get("row_stats") not in ("layernorm", "rmsnorm"):
         raise GraphError(f"{op.describe()}: a second output needs row_stats 'layernorm' or 'rmsnorm'")
     tensor = graph.tensors[op.outputs[1]]
-    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, stats_width(width, op.attrs["row_stats"])), "float32", None
+    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, stats_width(width, op.attrs["row_stats"], DECODE_STATS_GROUP)), "float32", None
 
 
 def _set_weight(graph, op, role, shape):

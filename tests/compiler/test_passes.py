@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from compiler.passes import (concat_gate_up, concat_qkv, fuse_add_norm, fuse_epilogues, fuse_norm_rope,
-                             hoist_transposes, infer_shapes, merge_qk_rope, fold_norms)
+                             hoist_transposes, infer_shapes, merge_qk_rope, fold_norms,
+                             store_out_in)
 from compiler import lower
-from compiler.errors import CompileError
 from compiler.weights import RandomWeights, materialize
 from tests.conftest import small_graph
 from tests.graph_exec import run_graph
@@ -36,12 +36,36 @@ def test_hoist_transposes_stores_in_out_weights(family):
     values = materialize(hoisted.weights, RandomWeights(0))
     for weight in transposed:
         np.testing.assert_array_equal(values[weight.name], values[weight.recipe[1]].T)
-    run_graph(hoisted, TOKENS)  # lowers and runs: the matmul kernel accepts only [in, out] weights
+    run_graph(hoisted, TOKENS)  # lowers and runs
 
 
-def test_lowering_refuses_out_in_weights():
-    with pytest.raises(CompileError, match="hoist_transposes"):
-        run_graph(infer_shapes.run(small_graph("llama")), TOKENS)
+def test_lowering_reads_out_in_weights_too():
+    graph = infer_shapes.run(small_graph("llama"))
+    _same_logits(hoist_transposes.run(graph), graph)
+
+
+def test_store_out_in_picks_narrow_and_gate_up_linears(family):
+    graph = infer_shapes.run(small_graph(family))
+    for compiler_pass in (hoist_transposes, concat_qkv, concat_gate_up, fuse_epilogues, fold_norms):
+        graph = compiler_pass.run(graph)
+    stored = store_out_in.run(graph)
+    values = materialize(stored.weights, RandomWeights(0))
+    picked = 0
+    for before, after in zip(graph.ops, stored.ops):
+        if before.kind != "linear":
+            continue
+        in_features, features = graph.weights[before.weights["weight"]].shape
+        narrow = features <= in_features or "silu_mul" in before.attrs.get("epilogue", ())
+        assert after.attrs["layout"] == ("out_in" if narrow else "in_out"), after.name
+        if narrow:
+            picked += 1
+            source = materialize(graph.weights, RandomWeights(0), [before.weights["weight"]])
+            np.testing.assert_array_equal(values[after.weights["weight"]], source[before.weights["weight"]].T)
+    layers = len({op.layer for op in graph.ops if op.layer is not None})
+    assert layers and picked >= 2 * layers  # attention output and MLP down, at least
+    # a transposed checkpoint tensor is read as it is, not transposed twice
+    assert not any(name.endswith("^T^T") for name in stored.weights)
+    _same_logits(graph, infer_shapes.run(stored))
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from compiler.specialize import alignment_facts
 from compiler.tiles import launch_grid
-from runtime.numpy_kernels import argmax_width, stats_width
+from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
@@ -131,15 +131,28 @@ def _matmul_cases():
             ("bfloat16", 37, 192, 1000, ("residual",), None, "rmsnorm"),          # prefill, writes RMS stats
             ("float32", 2, 48, 2 * 80, ("silu_mul",), None, "layernorm"),         # odd width: partial group
             ("float16", 2, 192, 50257, (), "layernorm", None, "argmax"),         # decode lm head + group maxima
-            ("bfloat16", 37, 64, 1000, (), None, None, "argmax")):               # prefill logits + group maxima
+            ("bfloat16", 37, 64, 1000, (), None, None, "argmax"),                # prefill logits + group maxima
+            # weights stored [N, K] (store_out_in), row statistics over 8-column groups (decode)
+            ("float16", 1, 3072, 768, ("bias", "residual"), None, "layernorm", "out_in"),  # one row, 8 rows a CTA
+            ("bfloat16", 1, 2048, 1000, ("residual",), None, "rmsnorm", "out_in"),         # one row, partial group
+            ("bfloat16", 1, 1024, 2 * 2600, ("silu_mul",), "rmsnorm", None, "out_in"),      # gate+up, 16 rows a CTA
+            ("float32", 1, 192, 100, ("bias",), "layernorm", None, "out_in"),              # one row, fp32
+            ("float16", 3, 768, 192, ("bias", "residual"), None, "layernorm", "out_in"),   # decode batch, MMA
+            ("bfloat16", 37, 192, 1000, ("residual",), "rmsnorm", "rmsnorm", "out_in"),    # prefill MMA
+            ("float32", 37, 48, 2 * 136, ("silu_mul",), None, None, "out_in")):            # prefill gate+up, TF32
         stats = extra[:1] if extra and extra[0] else []
         argmax = "argmax" in extra
+        out_in = "out_in" in extra
+        group = DECODE_STATS_GROUP if out_in and rows <= 16 else STATS_GROUP
         out_cols = columns // 2 if "silu_mul" in epilogue else columns
         # folded norms read raw residual rows: give them a mean and a spread far from (0, 1)
         ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8, **({"mean": 1.5, "std": 3.0} if prologue else {}))]
         if prologue:  # per-32-column sums of x's rows (the test fills them from the x it draws)
-            ops.append(operand("norm_stats", "float32", [rows, stats_width(inner, prologue)]))
-        if "silu_mul" in epilogue:  # the two halves of one [K, gate | up] weight
+            ops.append(operand("norm_stats", "float32", [rows, stats_width(inner, prologue, group)]))
+        if out_in:  # [N, K] weights; gate and up are each half of the rows of one [gate; up] weight
+            ops += [operand(name, dtype, [out_cols, inner], parent_cols=inner + 64)
+                    for name in (("weight", "weight_up") if "silu_mul" in epilogue else ("weight",))]
+        elif "silu_mul" in epilogue:  # the two halves of one [K, gate | up] weight
             ops += [operand("weight", dtype, [inner, out_cols], parent_cols=columns),
                     operand("weight_up", dtype, [inner, out_cols], parent_cols=columns, column=out_cols)]
         else:
@@ -150,18 +163,22 @@ def _matmul_cases():
             ops.append(operand("residual", dtype, [rows, out_cols]))
         ops.append(operand("out", dtype, [rows, out_cols], "out"))
         constants = {"dtype": dtype, "out_dtype": dtype, "epilogue": list(epilogue)}
+        if out_in:
+            constants["weight_layout"] = "out_in"
         if prologue:
             constants.update(prologue=prologue, eps=1e-5)
+        if out_in and (prologue or stats):
+            constants["stats_group"] = group
         if stats:
             constants["row_stats"] = stats[0]
-            ops.append(operand("stats", "float32", [rows, stats_width(out_cols, stats[0])], "out"))
+            ops.append(operand("stats", "float32", [rows, stats_width(out_cols, stats[0], group)], "out"))
         if argmax:  # per 32-column group: largest stored value and its first column (greedy sampler)
             constants["row_argmax"] = True
             pairs = argmax_width(out_cols)
             ops += [operand("argmax_values", "float32", [rows, pairs], "out", parent_cols=pairs + 4),
                     operand("argmax_ids", "int32", [rows, pairs], "out", parent_cols=pairs + 4)]
         name = (f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
-                + (f"-stats-{stats[0]}" if stats else "") + ("-argmax" if argmax else ""))
+                + (f"-stats-{stats[0]}" if stats else "") + ("-argmax" if argmax else "") + ("-out_in" if out_in else ""))
         cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
     return cases
 

@@ -27,7 +27,7 @@ from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import View, group_argmax, norm_rstd, row_stats  # noqa: E402
+from runtime.numpy_kernels import STATS_GROUP, View, group_argmax, norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -212,7 +212,8 @@ def make_buffers(case, rng):
             if entry["name"] == "norm_stats":  # a folded norm's statistics: those of the x rows drawn
                 x = next(e for e in case["operands"] if e["name"] == "x")
                 rows = decode(view_of(buffers["x"], x), x["dtype"]).astype(np.float32)
-                view_of(buffer, entry)[...] = encode(row_stats(rows, case["constants"]["prologue"]), dtype)
+                view_of(buffer, entry)[...] = encode(row_stats(rows, case["constants"]["prologue"],
+                                                               _stats_group(case["constants"])), dtype)
             elif entry["role"] == "in":
                 view_of(buffer, entry)[...] = encode(_input_values(case, entry, rng), dtype)
         buffers[entry["name"]] = buffer
@@ -237,12 +238,16 @@ def _rmsnorm(x, weight, eps, group):
     return (runs / np.sqrt((runs ** 2).mean(axis=-1, keepdims=True) + eps) * weight).reshape(x.shape)
 
 
-def _expected_stats(rows, norm):
+def _stats_group(constants):
+    return constants.get("stats_group", STATS_GROUP)
+
+
+def _expected_stats(rows, norm, group):
     """Row statistics of stored rows; LayerNorm's groups between G and the power of two P are
     never written (NaN: not compared)."""
-    stats = row_stats(rows.astype(np.float32), norm).astype(np.float64)
+    stats = row_stats(rows.astype(np.float32), norm, group).astype(np.float64)
     if norm == "layernorm":
-        half, groups = stats.shape[1] // 2, -(-rows.shape[1] // 32)
+        half, groups = stats.shape[1] // 2, -(-rows.shape[1] // group)
         stats[:, groups:half] = np.nan
         stats[:, half + groups:] = np.nan
     return stats
@@ -257,7 +262,7 @@ def _ref_embed(c, v):
         values = values + v["pos_table"][positions]
     expected = {"out": values}
     if c.get("row_stats"):
-        expected["stats"] = _expected_stats(values, c["row_stats"])
+        expected["stats"] = _expected_stats(values, c["row_stats"], _stats_group(c))
     return expected
 
 
@@ -280,8 +285,9 @@ def _ref_add_norm(c, v):
 
 def _ref_matmul(c, v):
     x = v["x"]
-    acc = x @ v["weight"]
-    up = x @ v["weight_up"] if "silu_mul" in c["epilogue"] else None
+    out_in = c.get("weight_layout") == "out_in"  # weights given [N, K]
+    acc = x @ (v["weight"].T if out_in else v["weight"])
+    up = x @ (v["weight_up"].T if out_in else v["weight_up"]) if "silu_mul" in c["epilogue"] else None
     if c.get("prologue"):  # a folded norm: rows scaled by 1/sqrt(var + eps) from the given stats
         rstd = norm_rstd(v["norm_stats"], x.shape[1], c["prologue"], c["eps"])
         acc = acc * rstd
@@ -297,7 +303,8 @@ def _ref_matmul(c, v):
             acc = _silu(acc) * up
     expected = {"out": acc}
     if c.get("row_stats"):  # statistics of the stored (rounded) output
-        expected["stats"] = _expected_stats(decode(encode(acc, c["out_dtype"]), c["out_dtype"]), c["row_stats"])
+        expected["stats"] = _expected_stats(decode(encode(acc, c["out_dtype"]), c["out_dtype"]), c["row_stats"],
+                                            _stats_group(c))
     if c.get("row_argmax"):  # values within tolerance; ids (and values exactly) against the kernel's own out
         expected["argmax_values"] = group_argmax(decode(encode(acc, c["out_dtype"]), c["out_dtype"]))[0]
         expected["argmax_ids"] = None

@@ -1,0 +1,48 @@
+"""Store the weights of narrow linears (out features <= in features) and of merged gate+up
+matmuls as [out, in] rows.
+
+A one-row (batch-1 decode) matmul then gives each CTA a few whole output rows of the weight, so
+a narrow projection spreads over 4x the CTAs of 32-column [in, out] tiles (templates/matmul:
+`weight_layout`). H100, chains of 48 launches on cold weights: qwen3-0.6b down_proj 5.33 -> 3.45 us,
+o_proj 3.41 -> 2.77, gate+up 7.05 -> 5.59; gpt2 mlp c_proj 4.98 -> 3.19. The wide projections
+(qkv, GPT-2's c_attn and c_fc, LM heads) were as fast or faster as [in, out] and keep it.
+Whole batch-1 decode step at position 100 (benchmarks/decode_variants.py, in-out-weights without
+this pass): gpt2 272.9 -> 235.1 us, qwen3-0.6b 969.3 -> 824.3 us.
+Runs last among the weight rewrites: it reverses hoist_transposes for the linears it picks (the
+checkpoint tensor itself when that was transposed) and transposes concatenated or folded weights.
+"""
+
+from compiler.ir import Weight
+from compiler.passes.hoist_transposes import transposed_name
+
+
+def wants_out_in(op, in_out_shape):
+    """Whether a linear (weight [in, out] now) is stored [out, in]: narrow outputs, or gate+up."""
+    in_features, features = in_out_shape
+    return features <= in_features or "silu_mul" in op.attrs.get("epilogue", ())
+
+
+def run(graph):
+    """Return a copy of `graph` whose narrow and gate+up linears read [out, in] weights."""
+    graph = graph.copy()
+    stored = 0
+    for op in graph.ops:
+        if op.kind != "linear" or op.attrs.get("layout") != "in_out":
+            continue
+        weight = graph.weights[op.weights["weight"]]
+        if not wants_out_in(op, weight.shape):
+            continue
+        shape = tuple(reversed(weight.shape))
+        source = graph.weights.get(weight.recipe[1]) if weight.recipe[0] == "transpose" else None
+        if source is not None and tuple(source.shape) == shape:
+            name = source.name
+        else:
+            name = transposed_name(weight.name)
+            if name not in graph.weights:
+                graph.weights[name] = Weight(name, ("transpose", weight.name), shape=shape, dtype=weight.dtype)
+        op.weights["weight"] = name
+        op.attrs["layout"] = "out_in"
+        stored += 1
+    graph.prune_weights()
+    graph.log("store_out_in", f"{stored} linear weights stored as [out, in]")
+    return graph
