@@ -59,6 +59,8 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "prefetch-3": _prefetch(3),
     "prefetch-4": _prefetch(4),
     "early-trigger": {},  # rendering: each kernel lets its successor launch before its own wait, not after
+    "out-in-prefetch-4": {"OUT_IN_PREFETCH": lambda steps: 4},  # [N, K] one-row matmuls: K steps before the wait
+    "out-in-prefetch-8": {"OUT_IN_PREFETCH": lambda steps: 8},
     "in-out-weights": {},  # compiling: every linear weight stays [in, out] (no store_out_in)
 }
 _LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
@@ -233,6 +235,7 @@ def _shipped_rules():
     return {"TABLE decode": tiles.TABLE[None, "decode"], "DEEP_K": tiles.DEEP_K, "WIDE_DECODE": tiles.WIDE_DECODE,
             "GEMV_DECODE": tiles.GEMV_DECODE, "GEMV_HINTS": tiles.GEMV_HINTS, "GEMV_GATE_UP": tiles.GEMV_GATE_UP,
             "DECODE_ATTENTION": tiles.DECODE_ATTENTION, "OUT_IN_ROWS": tiles.OUT_IN_ROWS,
+            "OUT_IN_PREFETCH": tiles.OUT_IN_PREFETCH,
             "store_out_in": "weights [out, in] where out <= in, and gate+up"}
 
 

@@ -57,12 +57,18 @@ GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
 # o_proj 2.77 / 2.92, gpt2 mlp c_proj 3.19 / 3.67; gate+up (3072 outputs) 9.05 at 8 (384 CTAs),
 # 5.59 at 16. 512-deep K steps for 8 rows, 256 for 16 (gate+up 5.59 vs 6.33 at 512).
 OUT_IN_ROWS = (8, 16, 32)
+# K steps of their weights loaded before the wait (None: the template's 2). Even after decode
+# attention, which leaves most SMs idle for ~9 us, more ran slower: qwen3-0.6b step 825 us at 2,
+# 893 at 4, 956 at all (up to 6); gpt2 236 at 2, 279 at all.
+OUT_IN_PREFETCH = None
 GEMV_HINTS = {"float16": {"occupancy": 2}, "bfloat16": {"occupancy": 2}, "float32": {}}  # dtypes on the path
 GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the path (none measured faster)
 # Hints added to decode attention's tiles. H100, decode step as one chain at position 100:
 # two CTAs per SM (128 registers instead of 255) took gpt2 from 346 to 295 us (its attention
 # launches alone 68 -> 47 us) and qwen3-0.6b from 986 to 974; with it, 64-row KV tiles ran gpt2
-# at 329 us.
+# at 329 us. Rotating whole rows (q, k and their rotate_half partners fetched with ct.gather, so
+# one reduction per norm and score: 72 barriers instead of 106) ran qwen3-0.6b's attention
+# launches alone at 318 us instead of 242.
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
@@ -106,7 +112,10 @@ def _out_in_gemv_tiles(sm, columns, dtype):
     hints = GEMV_HINTS.get(dtype, {})
     slots = SM_COUNT.get(sm, 132) * hints.get("occupancy", 1)
     tile_n = next((rows for rows in OUT_IN_ROWS if _cdiv(columns, rows) <= slots), OUT_IN_ROWS[-1])
-    return {**GEMV_DECODE, "tile_n": tile_n, "tile_k": 512 if tile_n == 8 else 256, **hints}
+    tiles = {**GEMV_DECODE, "tile_n": tile_n, "tile_k": 512 if tile_n == 8 else 256, **hints}
+    if OUT_IN_PREFETCH:
+        tiles["prefetch"] = OUT_IN_PREFETCH
+    return tiles
 
 
 def _rows_for(block):
