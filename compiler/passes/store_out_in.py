@@ -12,8 +12,7 @@ Runs last among the weight rewrites: it reverses hoist_transposes for the linear
 checkpoint tensor itself when that was transposed) and transposes concatenated or folded weights.
 """
 
-from compiler.ir import Weight
-from compiler.passes.hoist_transposes import transposed_name
+from compiler.passes.hoist_transposes import transpose_linears
 
 
 def wants_out_in(op, in_out_shape):
@@ -25,24 +24,7 @@ def wants_out_in(op, in_out_shape):
 def run(graph):
     """Return a copy of `graph` whose narrow and gate+up linears read [out, in] weights."""
     graph = graph.copy()
-    stored = 0
-    for op in graph.ops:
-        if op.kind != "linear" or op.attrs.get("layout") != "in_out":
-            continue
-        weight = graph.weights[op.weights["weight"]]
-        if not wants_out_in(op, weight.shape):
-            continue
-        shape = tuple(reversed(weight.shape))
-        source = graph.weights.get(weight.recipe[1]) if weight.recipe[0] == "transpose" else None
-        if source is not None and tuple(source.shape) == shape:
-            name = source.name
-        else:
-            name = transposed_name(weight.name)
-            if name not in graph.weights:
-                graph.weights[name] = Weight(name, ("transpose", weight.name), shape=shape, dtype=weight.dtype)
-        op.weights["weight"] = name
-        op.attrs["layout"] = "out_in"
-        stored += 1
-    graph.prune_weights()
+    stored = transpose_linears(graph, lambda op: op.attrs.get("layout") == "in_out"
+                               and wants_out_in(op, graph.weights[op.weights["weight"]].shape), "out_in")
     graph.log("store_out_in", f"{stored} linear weights stored as [out, in]")
     return graph
