@@ -48,6 +48,7 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "bf16-mma": {"GEMV_HINTS": lambda table: {k: v for k, v in table.items() if k != "bfloat16"}},
     "gate-up-gemv": {"GEMV_GATE_UP": lambda table: {**table, "float16": ONE_ROW_TILES, "bfloat16": ONE_ROW_TILES}},
     "attention-occupancy-1": {"DECODE_ATTENTION": lambda table: {k: v for k, v in table.items() if k != "occupancy"}},
+    "attention-occupancy-3": {"DECODE_ATTENTION": lambda table: {**table, "occupancy": 3}},
     "attention-kv-64": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 64}},
     "attention-kv-32": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 32}},
     "attention-kv-128": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 128}},

@@ -68,7 +68,8 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # launches alone 68 -> 47 us) and qwen3-0.6b from 986 to 974; with it, 64-row KV tiles ran gpt2
 # at 329 us. Rotating whole rows (q, k and their rotate_half partners fetched with ct.gather, so
 # one reduction per norm and score: 72 barriers instead of 106) ran qwen3-0.6b's attention
-# launches alone at 318 us instead of 242.
+# launches alone at 318 us instead of 242. Three CTAs per SM (80 registers, 69 KB shared instead
+# of 85) ran both steps slower: gpt2 237.1 -> 239.8 us, qwen3-0.6b 789.0 -> 826.5.
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
