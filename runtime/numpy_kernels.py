@@ -167,10 +167,10 @@ def matmul(constants, x, *rest):
     scale = None
     if constants.get("prologue"):  # a norm folded into the weights: scale rows by 1/sqrt(var + eps)
         scale = norm_rstd(operands.pop(0).read(), rows.shape[1], constants["prologue"], constants["eps"])
-    out_in = constants.get("weight_layout") == "out_in"  # weights stored [N, K]
-    acc = rows @ (operands.pop(0).read().T if out_in else operands.pop(0).read())
+    flip = (lambda w: w.T) if constants.get("weight_layout") == "out_in" else (lambda w: w)  # [N, K] weights
+    acc = rows @ flip(operands.pop(0).read())
     if "silu_mul" in constants["epilogue"]:
-        up = rows @ (operands.pop(0).read().T if out_in else operands.pop(0).read())
+        up = rows @ flip(operands.pop(0).read())
     if scale is not None:
         acc = acc * scale
         if "silu_mul" in constants["epilogue"]:

@@ -53,7 +53,8 @@ def _set_stats(graph, op, width):
     if op.attrs.get("row_stats") not in ("layernorm", "rmsnorm"):
         raise GraphError(f"{op.describe()}: a second output needs row_stats 'layernorm' or 'rmsnorm'")
     tensor = graph.tensors[op.outputs[1]]
-    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, stats_width(width, op.attrs["row_stats"], DECODE_STATS_GROUP)), "float32", None
+    columns = stats_width(width, op.attrs["row_stats"], DECODE_STATS_GROUP)
+    tensor.shape, tensor.dtype, tensor.view_of = (ROWS, columns), "float32", None
 
 
 def _set_weight(graph, op, role, shape):
