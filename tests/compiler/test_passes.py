@@ -68,6 +68,19 @@ def test_store_out_in_picks_narrow_and_gate_up_linears(family):
     _same_logits(graph, infer_shapes.run(stored))
 
 
+def test_store_out_in_keeps_in_out_weights_for_batched_plans():
+    graph = infer_shapes.run(small_graph("qwen3"))
+    for compiler_pass in (hoist_transposes, concat_qkv, concat_gate_up, fuse_epilogues, fold_norms):
+        graph = compiler_pass.run(graph)
+    one_row = store_out_in.run(graph, max_batch=1)
+    batched = store_out_in.run(graph, max_batch=8)
+    layouts = [op.attrs.get("layout") for op in batched.ops if op.kind == "linear"]
+    assert layouts == [op.attrs.get("layout") for op in graph.ops if op.kind == "linear"]
+    assert "in_out" in layouts and "out_in" not in layouts
+    assert any(op.attrs.get("layout") == "out_in" for op in one_row.ops)
+    assert batched.pass_log[-1][0] == "store_out_in" and "batch 8" in batched.pass_log[-1][1]
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
 def test_concat_qkv_merges_three_projections(family):
     graph = hoist_transposes.run(infer_shapes.run(small_graph(family)))
