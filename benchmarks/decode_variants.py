@@ -1,17 +1,18 @@
 """Candidate decode tile rules on the GPU: each variant patches compiler/tiles.py's tables (or the
-rendered kernels, or a weight-layout pass) while batch-1 plans of the decode benchmark's models compile, then its decode
-step is timed as one chain of programmatic dependent launches in a CUDA graph (the way the
-executor replays it) and its output is checked against the shipped rules' plan.
+rendered kernels, or a lowering or weight-layout rule) while the decode benchmark's models compile
+(batch 1, or --batch sequences), then its decode step is timed as one chain of programmatic
+dependent launches in a CUDA graph (the way the executor replays it) and its output is checked
+against the shipped rules' plan.
 
     python benchmarks/decode_variants.py --export-only 90        # fill CGC_CACHE_DIR (tileiras)
     python benchmarks/decode_variants.py [--variants shipped,bf16-mma] [--models gpt2,qwen3]
-                                         [--carveout 100] [--position 100]
+                                         [--carveout 100] [--position 100] [--batch 8]
 
 Variants compose with "+" (bf16-mma+gate-up-gemv). Per variant and model it prints the step time,
 with --carveout also the step time with every kernel's preferred shared-memory carveout set to
 that percent (a runtime setting, no recompile), each template's launches alone as one chain, the
 decode logits' largest difference from the shipped plan's relative to their largest magnitude
-(same prefilled prompt, same token), and how many of the greedy tokens match. Adds the run to
+(same prefilled prompts, same tokens), and how many of the greedy tokens match. Adds the run to
 benchmarks/results/decode-variants-<gpu>.json after the runs already there.
 """
 
@@ -30,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.decode import MODELS, PROMPT, built_checkpoints, compile_model  # noqa: E402
-from compiler import cutile_export, tiles  # noqa: E402
+from compiler import cutile_export, lower, tiles  # noqa: E402
 from compiler.passes import store_out_in  # noqa: E402
 
 ONE_ROW_TILES = {"tile_k": 128, "occupancy": 2}  # one-row gate+up without spills (256-deep ones spill)
@@ -49,8 +50,12 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "gate-up-gemv": {"GEMV_GATE_UP": lambda table: {**table, "float16": ONE_ROW_TILES, "bfloat16": ONE_ROW_TILES}},
     "attention-occupancy-1": {"DECODE_ATTENTION": lambda table: {k: v for k, v in table.items() if k != "occupancy"}},
     "attention-occupancy-3": {"DECODE_ATTENTION": lambda table: {**table, "occupancy": 3}},
+    # worker warps per CTA (cuda-tile's num_worker_warps): 4 and 8 with tileiras 13.4; 1 and 2 need 13.5
+    **{f"attention-warps-{n}": {"DECODE_ATTENTION": lambda table, n=n: {**table, "num_worker_warps": n}}
+       for n in (1, 2, 4, 8)},
     "attention-kv-64": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 64}},
     "attention-kv-32": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 32}},
+    "attention-kv-16": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 16}},
     "attention-kv-128": {"DECODE_ATTENTION": lambda table: {**table, "tile_kv": 128}},
     "attention-kv-prefetch-2": {"DECODE_ATTENTION": lambda table: {**table, "kv_prefetch": 2}},  # cache tiles before the wait
     "attention-kv-prefetch-4": {"DECODE_ATTENTION": lambda table: {**table, "kv_prefetch": 4}},
@@ -63,6 +68,8 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "out-in-prefetch-4": {"OUT_IN_PREFETCH": lambda steps: 4},  # [N, K] one-row matmuls: K steps before the wait
     "out-in-prefetch-8": {"OUT_IN_PREFETCH": lambda steps: 8},
     "in-out-weights": {},  # compiling: every linear weight stays [in, out] (no store_out_in)
+    "out-in-weights": {},  # compiling: store_out_in at any batch (shipped: batch 1 only)
+    "rope-kernel": {},  # lowering: decode attention does not rotate q and k; the rope kernel does
 }
 _LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
 RESULTS_NOTE = ("runs in order; in each, 'shipped' names the rules (compiler/tiles.py) every variant is patched from; "
@@ -94,6 +101,12 @@ def variant(name):
             if part == "early-trigger":
                 saved.setdefault("render", cutile_export.render)
                 cutile_export.render = _early_trigger(cutile_export.render)
+            if part == "rope-kernel":
+                saved.setdefault("_fused_ropes", lower._ProgramLowering._fused_ropes)
+                lower._ProgramLowering._fused_ropes = lambda self: {}
+            if part == "out-in-weights":
+                saved.setdefault("MAX_BATCH", store_out_in.MAX_BATCH)
+                store_out_in.MAX_BATCH = 1 << 30
             if part == "in-out-weights":
                 saved.setdefault("wants_out_in", store_out_in.wants_out_in)
                 store_out_in.wants_out_in = lambda op, in_out_shape: False
@@ -102,20 +115,21 @@ def variant(name):
                 setattr(tiles, table, rule(getattr(tiles, table)))
         yield
     finally:
-        owners = {"render": cutile_export, "wants_out_in": store_out_in}
+        owners = {"render": cutile_export, "wants_out_in": store_out_in, "MAX_BATCH": store_out_in,
+                  "_fused_ropes": lower._ProgramLowering}
         for table, value in saved.items():
             setattr(owners.get(table, tiles), table, value)
 
 
-def compiled_variants(keys, names, sm, new_tokens, workdir):
-    """Yield (model, variant, plan path) of batch-1 plans compiled under each variant, one at a
-    time; each plan (and its weights file) is deleted once the next one is asked for."""
+def compiled_variants(keys, names, sm, new_tokens, workdir, batch=1):
+    """Yield (model, variant, plan path) of `batch`-sequence plans compiled under each variant, one
+    at a time; each plan (and its weights file) is deleted once the next one is asked for."""
     for key, checkpoint in built_checkpoints(keys, workdir):
         for name in names:
             _say(f"compiling {MODELS[key]['name']} under {name} for sm_{sm}")
             path = os.path.join(workdir, f"{key}-{name}.plan")
             with variant(name):
-                compile_model(key, 1, new_tokens, sm, checkpoint, path)
+                compile_model(key, batch, new_tokens, sm, checkpoint, path)
             yield key, name, path
             for leftover in (path, os.path.splitext(path)[0] + ".weights.safetensors"):
                 if os.path.exists(leftover):
@@ -130,18 +144,20 @@ def _set_carveout(functions, percent):
             raise RuntimeError(f"cuFuncSetAttribute(carveout {percent}) failed with CUDA error {status}")
 
 
-def measure(path, prompt, new_tokens, position, carveout, reps=20):
-    """Step time(s), decode logits after `prompt` and greedy tokens of the plan at `path`."""
+def measure(path, prompts, new_tokens, position, carveout, reps=20):
+    """Step time(s), decode logits after `prompts` ([B, V]) and greedy tokens (flat) of the plan at `path`."""
     from benchmarks.profile_plan import ChainTimer
     from runtime.generate import generate, prefill
     from runtime.session import open_plan
     executor = open_plan(path, device="gpu")
     timer = ChainTimer(executor, "decode", reps)
     try:
-        prefill(executor, [prompt])
-        logits = executor.run("decode", [[prompt[-1]]], [len(prompt)], [1])["logits"][0]
-        tokens = generate(executor, [prompt], new_tokens).tokens[0]
-        executor.set_inputs("decode", [[tokens[-1]]], [position], [1])
+        batch = len(prompts)
+        prefill(executor, prompts)
+        logits = executor.run("decode", [p[-1:] for p in prompts], [len(p) for p in prompts], [1] * batch)["logits"]
+        tokens = generate(executor, prompts, new_tokens).tokens
+        executor.set_inputs("decode", [t[-1:] for t in tokens], [position] * batch, [1] * batch)
+        tokens = [token for sequence in tokens for token in sequence]
         every = list(range(len(timer.launches)))
         row = {"step_us": min(timer(every) for _ in range(3))}
         row["template_chains_us"] = timer.by_template()
@@ -181,6 +197,7 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; '+' composes")
     parser.add_argument("--new-tokens", type=int, default=128, help="as benchmarks/decode.py (cache keys)")
     parser.add_argument("--position", type=int, default=100, help="KV-cache length the step is timed at")
+    parser.add_argument("--batch", type=int, default=1, help="sequences per plan (decode rows)")
     parser.add_argument("--carveout", type=int, metavar="PERCENT", help="also time with this shared-memory carveout")
     parser.add_argument("--torch-reference", action="store_true",
                         help="also check each variant's decode logits against PyTorch's in float32")
@@ -194,7 +211,7 @@ def main():
             pass  # unknown names fail here, before any compile
     with tempfile.TemporaryDirectory() as workdir:
         if args.export_only:
-            for _ in compiled_variants(keys, names, args.export_only, args.new_tokens, workdir):
+            for _ in compiled_variants(keys, names, args.export_only, args.new_tokens, workdir, args.batch):
                 pass
             return
         import cupy
@@ -204,21 +221,21 @@ def main():
         result_path = os.path.join(args.out, "decode-variants-" + device.lower().replace(" ", "-") + ".json")
         runs, rows, references, torch_references = _earlier_runs(result_path), [], {}, {}
         run = {"date": time.strftime("%Y-%m-%d"), "shipped": _shipped_rules(), "position": args.position,
-               "batch": 1, "results": rows}
-        for key, name, path in compiled_variants(keys, names, sm, args.new_tokens, workdir):
+               "batch": args.batch, "results": rows}
+        for key, name, path in compiled_variants(keys, names, sm, args.new_tokens, workdir, args.batch):
             vocab = MODELS[key]["kwargs"]["vocab_size"]
-            prompt = np.random.default_rng(0).integers(0, vocab, size=PROMPT).tolist()
+            prompts = np.random.default_rng(0).integers(0, vocab, size=(args.batch, PROMPT)).tolist()
             _say(f"measuring {MODELS[key]['name']} under {name}")
-            row, logits, tokens = measure(path, prompt, args.new_tokens, args.position, args.carveout)
+            row, logits, tokens = measure(path, prompts, args.new_tokens, args.position, args.carveout)
             reference_logits, reference_tokens = references.setdefault(key, (logits, tokens))
             if args.torch_reference:
                 if key not in torch_references:  # the checkpoint of `key` exists while its plans compile
-                    torch_references[key] = torch_logits(os.path.join(workdir, key), prompt + prompt[-1:])
-                row["torch_float32_error"] = relative_error(logits, torch_references[key])
+                    torch_references[key] = torch_logits(os.path.join(workdir, key), prompts[0] + prompts[0][-1:])
+                row["torch_float32_error"] = relative_error(logits[0], torch_references[key])
             row.update(model=MODELS[key]["name"], variant=name, logits_error=relative_error(logits, reference_logits),
                        greedy_matches=sum(a == b for a, b in zip(tokens, reference_tokens)), new_tokens=len(tokens))
             rows.append(row)
-            _print_row(row)
+            _print_row(row, args.batch)
             with open(result_path, "w") as handle:  # after every row: a run cut short keeps what it measured
                 json.dump({"device": device, "sm": sm, "note": RESULTS_NOTE, "runs": runs + [run]}, handle, indent=1)
 
@@ -237,15 +254,15 @@ def _shipped_rules():
             "GEMV_DECODE": tiles.GEMV_DECODE, "GEMV_HINTS": tiles.GEMV_HINTS, "GEMV_GATE_UP": tiles.GEMV_GATE_UP,
             "DECODE_ATTENTION": tiles.DECODE_ATTENTION, "OUT_IN_ROWS": tiles.OUT_IN_ROWS,
             "OUT_IN_PREFETCH": tiles.OUT_IN_PREFETCH,
-            "store_out_in": "weights [out, in] where out <= in, and gate+up"}
+            "store_out_in": "batch 1: weights [out, in] where out <= in, and gate+up"}
 
 
-def _print_row(row):
+def _print_row(row, batch):
     times = "  ".join(f"{key.replace('step_us', 'step')} {value:7.1f} us" for key, value in row.items()
                       if key.startswith("step_us"))
     chains = " ".join(f"{template} {value:.1f}" for template, value in row["template_chains_us"].items())
     torch_error = f"  vs torch fp32 {row['torch_float32_error']:.1e}" if "torch_float32_error" in row else ""
-    print(f"{row['model']:<11} {row['variant']:<36} {times}  ({1e6 / row['step_us']:5.0f} tok/s)  "
+    print(f"{row['model']:<11} {row['variant']:<36} {times}  ({batch * 1e6 / row['step_us']:5.0f} tok/s)  "
           f"logits err {row['logits_error']:.1e}{torch_error}  greedy {row['greedy_matches']}/{row['new_tokens']}  "
           f"[alone: {chains}]", flush=True)
 

@@ -69,7 +69,13 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # at 329 us. Rotating whole rows (q, k and their rotate_half partners fetched with ct.gather, so
 # one reduction per norm and score: 72 barriers instead of 106) ran qwen3-0.6b's attention
 # launches alone at 318 us instead of 242. Three CTAs per SM (80 registers, 69 KB shared instead
-# of 85) ran both steps slower: gpt2 237.1 -> 239.8 us, qwen3-0.6b 789.0 -> 826.5.
+# of 85) ran both steps slower: gpt2 237.1 -> 239.8 us, qwen3-0.6b 789.0 -> 826.5. Fewer worker
+# warps (num_worker_warps, 1 or 2 with tileiras 13.5) with 16- or 32-key tiles ran qwen3-0.6b at
+# 905-1409 us (13.5's shipped rules: 789), gpt2 284-335 (246). Extra CTAs in the attention launch
+# that read the next linears' weights into L2 while the heads attend (248 of them, 8 x 1024 tiles;
+# tried, not kept) slowed the attention launches more than the matmuls gained: qwen3-0.6b step
+# 789.7 -> 795.9 us (o_proj's 4 MB), 808.5 (+ gate+up, 17 MB), 858.9 (+ down, 23 MB); gpt2
+# 235.8 -> 239.2 (1 MB), 289.9 (11 MB).
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on

@@ -57,6 +57,9 @@ def test_variants_change_what_they_name_and_restore_it():
     with variant("in-out-weights"):
         assert not store_out_in.wants_out_in(gate_up, (1024, 6144))
     assert store_out_in.wants_out_in(gate_up, (1024, 6144))
+    with variant("out-in-weights"):
+        assert store_out_in.MAX_BATCH > 8
+    assert store_out_in.MAX_BATCH == 1
     norm = {"dtype": "float16", "group": 64, "block": 64, "rows": 4, "eps": 1e-6}
     for name, offset in (("shipped", 1), ("early-trigger", -1)):
         with variant(name):
