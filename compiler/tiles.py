@@ -75,7 +75,9 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # that read the next linears' weights into L2 while the heads attend (248 of them, 8 x 1024 tiles;
 # tried, not kept) slowed the attention launches more than the matmuls gained: qwen3-0.6b step
 # 789.7 -> 795.9 us (o_proj's 4 MB), 808.5 (+ gate+up, 17 MB), 858.9 (+ down, 23 MB); gpt2
-# 235.8 -> 239.2 (1 MB), 289.9 (11 MB).
+# 235.8 -> 239.2 (1 MB), 289.9 (11 MB). Qwen3-0.6B with 128-key tiles (one tile at position 100)
+# at one CTA per SM ran its attention launches alone faster (208.4 -> 176.9 us), the step slower
+# (784.3 -> 819.5).
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
