@@ -65,6 +65,7 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "prefetch-3": _prefetch(3),
     "prefetch-4": _prefetch(4),
     "early-trigger": {},  # rendering: each kernel lets its successor launch before its own wait, not after
+    "attention-exit-trigger": {},  # rendering: decode attention lets its successor launch only as it exits
     "out-in-prefetch-4": {"OUT_IN_PREFETCH": lambda steps: 4},  # [N, K] one-row matmuls: K steps before the wait
     "out-in-prefetch-8": {"OUT_IN_PREFETCH": lambda steps: 8},
     "in-out-weights": {},  # compiling: every linear weight stays [in, out] (no store_out_in)
@@ -80,6 +81,15 @@ _CARVEOUT = 9  # CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT
 
 def _say(message):
     print(f"decode_variants: {message}", file=sys.stderr, flush=True)
+
+
+def _exit_trigger(render):
+    def rendered(template, constants):
+        source = render(template, constants)
+        if template == "attention" and constants.get("phase") == "decode":
+            source = source.replace("    ct.grid_dependency_control_launch_dependents()\n", "")
+        return source
+    return rendered
 
 
 def _early_trigger(render):
@@ -101,6 +111,9 @@ def variant(name):
             if part == "early-trigger":
                 saved.setdefault("render", cutile_export.render)
                 cutile_export.render = _early_trigger(cutile_export.render)
+            if part == "attention-exit-trigger":
+                saved.setdefault("render", cutile_export.render)
+                cutile_export.render = _exit_trigger(cutile_export.render)
             if part == "rope-kernel":
                 saved.setdefault("_fused_ropes", lower._ProgramLowering._fused_ropes)
                 lower._ProgramLowering._fused_ropes = lambda self: {}

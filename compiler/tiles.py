@@ -77,7 +77,8 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # 789.7 -> 795.9 us (o_proj's 4 MB), 808.5 (+ gate+up, 17 MB), 858.9 (+ down, 23 MB); gpt2
 # 235.8 -> 239.2 (1 MB), 289.9 (11 MB). Qwen3-0.6B with 128-key tiles (one tile at position 100)
 # at one CTA per SM ran its attention launches alone faster (208.4 -> 176.9 us), the step slower
-# (784.3 -> 819.5).
+# (784.3 -> 819.5). Letting o_proj launch only as the attention CTAs exit (no early trigger) ran
+# it 783.9 -> 827.4 us, and 857.9 with those 128-key tiles.
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on

@@ -67,6 +67,16 @@ def test_variants_change_what_they_name_and_restore_it():
             wait = lines.index("ct.grid_dependency_control_wait()")
             assert lines[wait + offset] == "ct.grid_dependency_control_launch_dependents()"
             assert lines.count("ct.grid_dependency_control_launch_dependents()") == 1
+    trigger = "ct.grid_dependency_control_launch_dependents()"
+    with variant("attention-exit-trigger+attention-warps-4"):
+        assert trigger not in cutile_export.render("attention", {**ATTENTION, **choose_tiles(
+            90, "attention", ATTENTION, ATTENTION_SHAPES)})
+        assert trigger in cutile_export.render("rmsnorm", norm)
+        assert "@ct.kernel(occupancy=2, num_worker_warps=4)\ndef kernel" in _attention_source()
+    with variant("rope-kernel"):
+        from compiler import lower
+        assert lower._ProgramLowering._fused_ropes(None) == {}
+    assert lower._ProgramLowering._fused_ropes.__name__ == "_fused_ropes"
     assert (_matmul("bfloat16", 3072, 1024, ["residual"]), _matmul("float16", 1024, 6144, ["silu_mul"]),
             _matmul("float16", 3072, 768, ["residual"]), _attention_source()) == shipped
     assert cutile_export.render is render and tiles.DECODE_ATTENTION == {"occupancy": 2}
