@@ -181,13 +181,10 @@ def _chosen_tiles(sm, template, constants, shapes):
         if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)
             groups = shapes[1][1] // (2 if constants["prologue"] == "layernorm" else 1)
             tiles["stats_block"] = pow2(groups)
-        if (constants.get("prologue") or constants.get("row_stats")) and "stats_group" not in constants:
-            tiles["stats_group"] = STATS_GROUP  # lowering names the group; kernel test cases may not
         if constants.get("row_argmax"):
             tiles["argmax_group"] = ARGMAX_GROUP
-        group = constants.get("stats_group", STATS_GROUP)
-        if constants.get("row_stats") and tiles["tile_n"] % group:
-            raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {group} "
+        if constants.get("row_stats") and tiles["tile_n"] % constants["stats_group"]:
+            raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {constants['stats_group']} "
                              f"to store row statistics")
         if constants.get("row_argmax") and tiles["tile_n"] % ARGMAX_GROUP:
             raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {ARGMAX_GROUP} "
@@ -204,10 +201,7 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": min(256, pow2(shapes[0][1])), "rows": 16}
     if template == "embed":  # with row statistics the output precedes them
         out = shapes[_out_index(constants)]
-        tiles = {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
-        if constants.get("row_stats") and "stats_group" not in constants:
-            tiles["stats_group"] = STATS_GROUP
-        return tiles
+        return {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
     if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...

@@ -30,16 +30,19 @@ TINY = [
     ("matmul_silu_fp32", "matmul", {"dtype": "float32", "out_dtype": "float32", "epilogue": ("silu_mul",)},
      [("float32", (37, 48)), ("float32", (48, 136)), ("float32", (48, 136)), ("float32", (37, 136))]),
     ("matmul_decode_folded_norm", "matmul",
-     {"dtype": "bfloat16", "out_dtype": "bfloat16", "epilogue": ("silu_mul",), "prologue": "rmsnorm", "eps": 1e-6},
+     {"dtype": "bfloat16", "out_dtype": "bfloat16", "epilogue": ("silu_mul",), "prologue": "rmsnorm", "eps": 1e-6,
+      "stats_group": 32},
      [("bfloat16", (2, 48)), ("float32", (2, 2)), ("bfloat16", (48, 136)), ("bfloat16", (48, 136)),
       ("bfloat16", (2, 136))]),
     ("matmul_one_row_folded_norm", "matmul",  # batch-1 decode: the no-MMA path (TILE_M == 1)
-     {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "gelu"), "prologue": "layernorm", "eps": 1e-5},
+     {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "gelu"), "prologue": "layernorm", "eps": 1e-5,
+      "stats_group": 32},
      [(F16, (1, 48)), ("float32", (1, 4)), (F16, (48, 200)), (F16, (200,)), (F16, (1, 200))]),
     ("matmul_row_stats", "matmul",
-     {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "residual"), "row_stats": "layernorm"},
+     {"dtype": F16, "out_dtype": F16, "epilogue": ("bias", "residual"), "row_stats": "layernorm",
+      "stats_group": 32},
      [(F16, (10, 48)), (F16, (48, 200)), (F16, (200,)), (F16, (10, 200)), (F16, (10, 200)), ("float32", (10, 16))]),
-    ("embed_row_stats", "embed", {"dtype": F16, "positions": False, "row_stats": "rmsnorm"},
+    ("embed_row_stats", "embed", {"dtype": F16, "positions": False, "row_stats": "rmsnorm", "stats_group": 32},
      [(I32, (2, 5)), (I32, (2,)), (F16, (300, 48)), (F16, (10, 48)), ("float32", (10, 2))]),
     ("gelu", "gelu", {"dtype": F16}, [(F16, (10, 48))] * 2),
     ("silu_mul", "silu_mul", {"dtype": F16}, [(F16, (10, 48))] * 3),
@@ -192,12 +195,13 @@ def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faste
 
 
 def test_row_statistics_group_width_comes_from_one_constant():
-    from runtime.numpy_kernels import STATS_GROUP
-    stats = {"dtype": F16, "epilogue": ["residual"], "row_stats": "rmsnorm", "prologue": "rmsnorm"}
+    stats = {"dtype": F16, "epilogue": ["residual"], "row_stats": "rmsnorm", "prologue": "rmsnorm", "stats_group": 32}
     shapes = [(2, 64), (2, 2), (64, 96), (2, 96), (2, 96), (2, 3)]
-    assert choose_tiles(90, "matmul", stats, shapes)["stats_group"] == STATS_GROUP
-    embed = {"dtype": F16, "positions": False, "row_stats": "rmsnorm"}
-    assert choose_tiles(90, "embed", embed, [(2, 5), (2,), (300, 48), (10, 48), (10, 2)])["stats_group"] == STATS_GROUP
+    assert "stats_group" not in choose_tiles(90, "matmul", stats, shapes)  # lowering names it, tiles keep it
+    with pytest.raises(ValueError, match="multiple of 64"):  # statistics groups must tile the output tile
+        choose_tiles(90, "matmul", {**stats, "stats_group": 64}, [(2, 64), (2, 1), (64, 96), (2, 96), (2, 96), (2, 2)])
+    embed = {"dtype": F16, "positions": False, "row_stats": "rmsnorm", "stats_group": 32}
+    assert "stats_group" not in choose_tiles(90, "embed", embed, [(2, 5), (2,), (300, 48), (10, 48), (10, 2)])
     source = render("matmul", {**stats, "tile_m": 16, "tile_n": 32, "tile_k": 64, "stats_block": 4, "eps": 1e-6,
                                "stats_group": 16})
     assert "GROUP = 16" in source and "ct.cdiv(x.shape[1], 16)" in source

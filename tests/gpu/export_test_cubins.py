@@ -74,7 +74,7 @@ def _embed_cases():
         ops.append(operand("out", dtype, [batch * seq, width], "out", parent_cols=width + 16))
         constants = {"dtype": dtype, "positions": positions}
         if stats:
-            constants["row_stats"] = stats[0]
+            constants.update(row_stats=stats[0], stats_group=STATS_GROUP)
             ops.append(operand("stats", "float32", [batch * seq, stats_width(width, stats[0])], "out"))
         cases.append((f"embed-{dtype}-v{vocab}-d{width}" + (f"-stats-{stats[0]}" if stats else ""), "embed", constants, ops,
                       _tolerance(dtype, EXACT)))
@@ -167,7 +167,7 @@ def _matmul_cases():
             constants["weight_layout"] = "out_in"
         if prologue:
             constants.update(prologue=prologue, eps=1e-5)
-        if out_in and (prologue or stats):
+        if prologue or stats:
             constants["stats_group"] = group
         if stats:
             constants["row_stats"] = stats[0]

@@ -27,7 +27,7 @@ from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import STATS_GROUP, View, group_argmax, norm_rstd, row_stats  # noqa: E402
+from runtime.numpy_kernels import View, group_argmax, norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -239,7 +239,7 @@ def _rmsnorm(x, weight, eps, group):
 
 
 def _stats_group(constants):
-    return constants.get("stats_group", STATS_GROUP)
+    return constants["stats_group"]
 
 
 def _expected_stats(rows, norm, group):
