@@ -42,7 +42,25 @@ def _prefetch(steps):  # decode matmuls (MMA and one-row) load `steps` K steps' 
             "TABLE": lambda table: {**table, (None, "decode"): {**table[None, "decode"], "prefetch": steps}}}
 
 
-VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from its current value}
+_LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
+
+
+def _exit_trigger(render):
+    def rendered(template, constants):
+        source = render(template, constants)
+        if template == "attention" and constants.get("phase") == "decode":
+            source = source.replace("    ct.grid_dependency_control_launch_dependents()\n", "")
+        return source
+    return rendered
+
+
+def _early_trigger(render):
+    def rendered(template, constants):
+        return _LATE_TRIGGER.sub(r"\2ct.grid_dependency_control_launch_dependents()\n\1", render(template, constants))
+    return rendered
+
+
+VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value under the variant, from its current one}
     "shipped": {},
     "mma-decode": {"GEMV_HINTS": lambda table: {"float32": table["float32"]}},  # 16-bit one-row: MMA tiles
     "mma-occupancy-2": {"TABLE": lambda table: {**table, (None, "decode"): {**table[None, "decode"], "occupancy": 2}}},
@@ -64,15 +82,16 @@ VARIANTS = {  # name: {compiler.tiles table: its value under the variant, from i
     "mma-latency-2": {"DEEP_K": lambda depth: 1 << 30},  # MMA decode tiles: latency 2 at every depth
     "prefetch-3": _prefetch(3),
     "prefetch-4": _prefetch(4),
-    "early-trigger": {},  # rendering: each kernel lets its successor launch before its own wait, not after
-    "attention-exit-trigger": {},  # rendering: decode attention lets its successor launch only as it exits
+    "early-trigger": {(cutile_export, "render"): _early_trigger},  # each kernel triggers its successor before its wait
+    "attention-exit-trigger": {(cutile_export, "render"): _exit_trigger},  # decode attention: only as it exits
     "out-in-prefetch-4": {"OUT_IN_PREFETCH": lambda steps: 4},  # [N, K] one-row matmuls: K steps before the wait
     "out-in-prefetch-8": {"OUT_IN_PREFETCH": lambda steps: 8},
-    "in-out-weights": {},  # compiling: every linear weight stays [in, out] (no store_out_in)
-    "out-in-weights": {},  # compiling: store_out_in at any batch (shipped: batch 1 only)
-    "rope-kernel": {},  # lowering: decode attention does not rotate q and k; the rope kernel does
+    # every linear weight stays [in, out] (no store_out_in)
+    "in-out-weights": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape: False},
+    "out-in-weights": {(store_out_in, "MAX_BATCH"): lambda limit: 1 << 30},  # store_out_in at any batch
+    # decode attention does not rotate q and k; the rope kernel does
+    "rope-kernel": {(lower._ProgramLowering, "_fused_ropes"): lambda method: lambda self: {}},
 }
-_LATE_TRIGGER = re.compile(r"( *ct\.grid_dependency_control_wait\(\)\n)( *)ct\.grid_dependency_control_launch_dependents\(\)\n")
 RESULTS_NOTE = ("runs in order; in each, 'shipped' names the rules (compiler/tiles.py) every variant is patched from; "
                 "logits_error and greedy_matches compare a variant with the run's shipped plan, torch_float32_error "
                 "(--torch-reference) with PyTorch's float32 logits")
@@ -83,24 +102,10 @@ def _say(message):
     print(f"decode_variants: {message}", file=sys.stderr, flush=True)
 
 
-def _exit_trigger(render):
-    def rendered(template, constants):
-        source = render(template, constants)
-        if template == "attention" and constants.get("phase") == "decode":
-            source = source.replace("    ct.grid_dependency_control_launch_dependents()\n", "")
-        return source
-    return rendered
-
-
-def _early_trigger(render):
-    def rendered(template, constants):
-        return _LATE_TRIGGER.sub(r"\2ct.grid_dependency_control_launch_dependents()\n\1", render(template, constants))
-    return rendered
-
-
 @contextlib.contextmanager
 def variant(name):
-    """Patch compiler.tiles' tables (and the renderer) for `name`, "a+b" composing; restore on exit."""
+    """Patch compiler.tiles' tables (or the renderer, a pass, the lowering) for `name`, "a+b" composing;
+    restore on exit."""
     parts = name.split("+")
     unknown = [part for part in parts if part not in VARIANTS]
     if unknown:
@@ -108,30 +113,14 @@ def variant(name):
     saved = {}
     try:
         for part in parts:
-            if part == "early-trigger":
-                saved.setdefault("render", cutile_export.render)
-                cutile_export.render = _early_trigger(cutile_export.render)
-            if part == "attention-exit-trigger":
-                saved.setdefault("render", cutile_export.render)
-                cutile_export.render = _exit_trigger(cutile_export.render)
-            if part == "rope-kernel":
-                saved.setdefault("_fused_ropes", lower._ProgramLowering._fused_ropes)
-                lower._ProgramLowering._fused_ropes = lambda self: {}
-            if part == "out-in-weights":
-                saved.setdefault("MAX_BATCH", store_out_in.MAX_BATCH)
-                store_out_in.MAX_BATCH = 1 << 30
-            if part == "in-out-weights":
-                saved.setdefault("wants_out_in", store_out_in.wants_out_in)
-                store_out_in.wants_out_in = lambda op, in_out_shape: False
-            for table, rule in VARIANTS[part].items():
-                saved.setdefault(table, getattr(tiles, table))
-                setattr(tiles, table, rule(getattr(tiles, table)))
+            for target, rule in VARIANTS[part].items():
+                owner, attribute = target if isinstance(target, tuple) else (tiles, target)
+                saved.setdefault((owner, attribute), getattr(owner, attribute))
+                setattr(owner, attribute, rule(getattr(owner, attribute)))
         yield
     finally:
-        owners = {"render": cutile_export, "wants_out_in": store_out_in, "MAX_BATCH": store_out_in,
-                  "_fused_ropes": lower._ProgramLowering}
-        for table, value in saved.items():
-            setattr(owners.get(table, tiles), table, value)
+        for (owner, attribute), value in saved.items():
+            setattr(owner, attribute, value)
 
 
 def compiled_variants(keys, names, sm, new_tokens, workdir, batch=1):
