@@ -60,6 +60,10 @@ def _early_trigger(render):
     return rendered
 
 
+def _tile_k(tiles, depth):  # one-row [K, N] tiles (None where a matmul keeps MMA tiles) `depth` deep
+    return tiles and {**tiles, "tile_k": depth}
+
+
 VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value under the variant, from its current one}
     "shipped": {},
     "mma-decode": {"GEMV_HINTS": lambda table: {"float32": table["float32"]}},  # 16-bit one-row: MMA tiles
@@ -89,6 +93,19 @@ VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value un
     # every linear weight stays [in, out] (no store_out_in)
     "in-out-weights": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape: False},
     "out-in-weights": {(store_out_in, "MAX_BATCH"): lambda limit: 1 << 30},  # store_out_in at any batch
+    # one-row matmuls' K steps (compiler/tiles.py OUT_IN_K): 8-row [N, K] tiles 1024 deep at any
+    # K and CTA count, or from DEEP_K at any CTA count; 2048 or 512 from DEEP_K; 16-row ones
+    "out-in-k-1024": {"OUT_IN_K": lambda table: {**table, 8: (1024, 1024)}, "OUT_IN_DEEP_FILL": lambda fill: 0},
+    "out-in-deep-k-1024": {"OUT_IN_K": lambda table: {**table, 8: (table[8][0], 1024)},
+                           "OUT_IN_DEEP_FILL": lambda fill: 0},
+    "out-in-deep-k-2048": {"OUT_IN_K": lambda table: {**table, 8: (table[8][0], 2048)}},
+    "out-in-k-512": {"OUT_IN_K": lambda table: {**table, 8: (512, 512)}},
+    "gate-up-k-128": {"OUT_IN_K": lambda table: {**table, 16: (128, 128)}},
+    "gate-up-k-512": {"OUT_IN_K": lambda table: {**table, 16: (512, 512)}},
+    "out-in-prefetch-3": {"OUT_IN_PREFETCH": lambda steps: 3},
+    # [K, N] one-row tiles (qkv) 128 or 512 deep
+    "gemv-k-128": {"_gemv_tiles": lambda rule: lambda constants, depth: _tile_k(rule(constants, depth), 128)},
+    "gemv-k-512": {"_gemv_tiles": lambda rule: lambda constants, depth: _tile_k(rule(constants, depth), 512)},
     # decode attention does not rotate q and k; the rope kernel does
     "rope-kernel": {(lower._ProgramLowering, "_fused_ropes"): lambda method: lambda self: {}},
 }
@@ -255,7 +272,8 @@ def _shipped_rules():
     return {"TABLE decode": tiles.TABLE[None, "decode"], "DEEP_K": tiles.DEEP_K, "WIDE_DECODE": tiles.WIDE_DECODE,
             "GEMV_DECODE": tiles.GEMV_DECODE, "GEMV_HINTS": tiles.GEMV_HINTS, "GEMV_GATE_UP": tiles.GEMV_GATE_UP,
             "DECODE_ATTENTION": tiles.DECODE_ATTENTION, "OUT_IN_ROWS": tiles.OUT_IN_ROWS,
-            "OUT_IN_PREFETCH": tiles.OUT_IN_PREFETCH,
+            "OUT_IN_K": {str(rows): list(depths) for rows, depths in tiles.OUT_IN_K.items()},
+            "OUT_IN_DEEP_FILL": tiles.OUT_IN_DEEP_FILL, "OUT_IN_PREFETCH": tiles.OUT_IN_PREFETCH,
             "store_out_in": "batch 1: weights [out, in] where out <= in, and gate+up"}
 
 

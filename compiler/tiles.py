@@ -57,6 +57,19 @@ GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
 # o_proj 2.77 / 2.92, gpt2 mlp c_proj 3.19 / 3.67; gate+up (3072 outputs) 9.05 at 8 (384 CTAs),
 # 5.59 at 16. 512-deep K steps for 8 rows, 256 for 16 (gate+up 5.59 vs 6.33 at 512).
 OUT_IN_ROWS = (8, 16, 32)
+# K steps (rows: (below DEEP_K, from it)). From DEEP_K, 8-row tiles whose CTAs cover at least
+# OUT_IN_DEEP_FILL of the SMs step 1024 deep: H100, decode step at position 100, qwen3-0.6b
+# (o_proj K=2048 and down_proj K=3072, 128 CTAs each) 784.1 -> 762.9 us, 783.9 -> 761.7 in a second
+# run, 776.1 -> 755.1 in a third (the matmul launches alone 610.5 -> 575.6), the gain down_proj's
+# (o_proj alone at 1024: 786.1 -> 785.1); gpt2's mlp c_proj (K=3072, 96 CTAs) ran slower at 1024
+# (236.1 -> 245.2 us). Slower too on qwen3-0.6b: down_proj 2048 deep (826.6), gate+up 512 or 128
+# deep (+30, +22 us), qkv ([K, N] one-row tiles) 512 deep (+15); qkv 128 deep was within noise.
+# Tried and not kept (decode step, H100, position 100; benchmarks/decode_variants.py JSON): the
+# linear after decode attention reading the next linear's weights into L2 in tiles while it waits
+# (qwen3-0.6b 785.3 -> 805.7 us, gpt2 235.5 -> 259.0), or letting the next kernel launch before
+# it waits so its CTAs fetch their weights during the attention (784.4 -> 816.0, gpt2 +7.5).
+OUT_IN_K = {8: (512, 1024), 16: (256, 256), 32: (256, 256)}
+OUT_IN_DEEP_FILL = 0.875
 # K steps of their weights loaded before the wait (None: the template's 2). Even after decode
 # attention, which leaves most SMs idle for ~9 us, more ran slower: qwen3-0.6b step 825 us at 2,
 # 893 at 4, 956 at all (up to 6); gpt2 236 at 2, 279 at all.
@@ -78,7 +91,9 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # 235.8 -> 239.2 (1 MB), 289.9 (11 MB). Qwen3-0.6B with 128-key tiles (one tile at position 100)
 # at one CTA per SM ran its attention launches alone faster (208.4 -> 176.9 us), the step slower
 # (784.3 -> 819.5). Letting o_proj launch only as the attention CTAs exit (no early trigger) ran
-# it 783.9 -> 827.4 us, and 857.9 with those 128-key tiles.
+# it 783.9 -> 827.4 us, and 857.9 with those 128-key tiles. Loading q's row with k's and v's right
+# after the wait and writing the cache slot last (so no cache tile load waits on that store) ran
+# the attention launches alone 207.1 -> 226.8 us, the qwen3-0.6b step 784.1 -> 802.0 (gpt2 +1.3).
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
@@ -117,12 +132,13 @@ def _gemv_tiles(constants, depth):
     return None if hints is None else {**tiles, **hints}
 
 
-def _out_in_gemv_tiles(sm, columns, dtype):
-    """Tiles of a one-row decode matmul on [N, K] weights (see OUT_IN_ROWS)."""
+def _out_in_gemv_tiles(sm, columns, depth, dtype):
+    """Tiles of a one-row decode matmul on [N, K] weights, K = `depth` (see OUT_IN_ROWS)."""
     hints = GEMV_HINTS.get(dtype, {})
     slots = SM_COUNT.get(sm, 132) * hints.get("occupancy", 1)
     tile_n = next((rows for rows in OUT_IN_ROWS if _cdiv(columns, rows) <= slots), OUT_IN_ROWS[-1])
-    tiles = {**GEMV_DECODE, "tile_n": tile_n, "tile_k": 512 if tile_n == 8 else 256, **hints}
+    deep = depth >= DEEP_K and _cdiv(columns, tile_n) >= OUT_IN_DEEP_FILL * SM_COUNT.get(sm, 132)
+    tiles = {**GEMV_DECODE, "tile_n": tile_n, "tile_k": OUT_IN_K[tile_n][deep], **hints}
     if OUT_IN_PREFETCH:
         tiles["prefetch"] = OUT_IN_PREFETCH
     return tiles
@@ -164,7 +180,7 @@ def _chosen_tiles(sm, template, constants, shapes):
             if columns > WIDE_DECODE_COLUMNS:
                 tiles.update(WIDE_DECODE)
             elif rows == 1 and constants.get("weight_layout") == "out_in":
-                tiles.update(_out_in_gemv_tiles(sm, columns, constants.get("dtype")))
+                tiles.update(_out_in_gemv_tiles(sm, columns, shapes[0][1], constants.get("dtype")))
             elif rows == 1 and (gemv := _gemv_tiles(constants, depth)):
                 tiles.update(gemv)
             else:

@@ -194,6 +194,20 @@ def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faste
     assert launch_grid("matmul", tiles(F16, 1, 3072, 768), [(1, 3072), (3072, 768), (1, 768)]) == (1, 24, 1)
 
 
+def test_one_row_out_in_matmuls_step_deeper_from_deep_k_where_their_ctas_fill_the_sms():
+    def tiles(inner, columns, sm=90, epilogue=("residual",)):
+        constants = {"dtype": "bfloat16", "epilogue": list(epilogue), "weight_layout": "out_in"}
+        return choose_tiles(sm, "matmul", constants, [(1, inner), (columns, inner), (1, columns), (1, columns)])
+
+    assert tiles(3072, 1024) == {"tile_m": 1, "tile_n": 8, "tile_k": 1024, "weight_latency": 1, "occupancy": 2}
+    assert tiles(2048, 1024)["tile_k"] == 1024  # qwen3-0.6b down_proj and o_proj: 128 CTAs on 132 SMs
+    assert tiles(1024, 1024)["tile_k"] == 512   # below DEEP_K
+    assert tiles(3072, 768)["tile_k"] == 512    # gpt2 mlp c_proj: 96 CTAs
+    assert tiles(3072, 768, sm=121)["tile_k"] == 1024  # 96 CTAs fill 48 SMs
+    assert tiles(1024, 2 * 3072, epilogue=("silu_mul",))["tile_k"] == 256  # 16-row gate+up tiles
+    assert launch_grid("matmul", tiles(3072, 1024), [(1, 3072), (1024, 3072), (1, 1024), (1, 1024)]) == (1, 128, 1)
+
+
 def test_row_statistics_group_width_comes_from_one_constant():
     stats = {"dtype": F16, "epilogue": ["residual"], "row_stats": "rmsnorm", "prologue": "rmsnorm", "stats_group": 32}
     shapes = [(2, 64), (2, 2), (64, 96), (2, 96), (2, 96), (2, 3)]
