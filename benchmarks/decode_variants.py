@@ -91,8 +91,18 @@ VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value un
     "out-in-prefetch-4": {"OUT_IN_PREFETCH": lambda steps: 4},  # [N, K] one-row matmuls: K steps before the wait
     "out-in-prefetch-8": {"OUT_IN_PREFETCH": lambda steps: 8},
     # every linear weight stays [in, out] (no store_out_in)
-    "in-out-weights": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape: False},
+    "in-out-weights": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape, *rest: False},
     "out-in-weights": {(store_out_in, "MAX_BATCH"): lambda limit: 1 << 30},  # store_out_in at any batch
+    # batch 1: linears wider than their inputs stay [in, out] even where their tiles leave SMs idle
+    "wide-in-out": {"IN_OUT_GEMV_FILL": lambda fill: 0},
+    # batch 1: every linear but the LM head [out, in] (qwen3's qkv too), or only those at most 3x
+    # wider than their inputs (gpt2's c_attn), or with a GELU epilogue (gpt2's c_fc)
+    "wide-out-in": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape, *rest: (
+        in_out_shape[1] <= 8 * in_out_shape[0] or rule(op, in_out_shape))},
+    "wide-out-in-3x": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape, *rest: (
+        in_out_shape[1] <= 3 * in_out_shape[0] or rule(op, in_out_shape))},
+    "wide-out-in-gelu": {(store_out_in, "wants_out_in"): lambda rule: lambda op, in_out_shape, *rest: (
+        "gelu" in op.attrs.get("epilogue", ()) or rule(op, in_out_shape))},
     # one-row matmuls' K steps (compiler/tiles.py OUT_IN_K): 8-row [N, K] tiles 1024 deep at any
     # K and CTA count, or from DEEP_K at any CTA count; 2048 or 512 from DEEP_K; 16-row ones
     "out-in-k-1024": {"OUT_IN_K": lambda table: {**table, 8: (1024, 1024)}, "OUT_IN_DEEP_FILL": lambda fill: 0},
@@ -274,7 +284,9 @@ def _shipped_rules():
             "DECODE_ATTENTION": tiles.DECODE_ATTENTION, "OUT_IN_ROWS": tiles.OUT_IN_ROWS,
             "OUT_IN_K": {str(rows): list(depths) for rows, depths in tiles.OUT_IN_K.items()},
             "OUT_IN_DEEP_FILL": tiles.OUT_IN_DEEP_FILL, "OUT_IN_PREFETCH": tiles.OUT_IN_PREFETCH,
-            "store_out_in": "batch 1: weights [out, in] where out <= in, and gate+up"}
+            "IN_OUT_GEMV_FILL": tiles.IN_OUT_GEMV_FILL,
+            "store_out_in": "batch 1: weights [out, in] where out <= in, gate+up, and where [in, out] "
+                            "one-row tiles cover less than IN_OUT_GEMV_FILL of the SMs"}
 
 
 def _print_row(row, batch):

@@ -43,7 +43,8 @@ def compile_plan(graph_path, output_path, options, log=None):
     _check_options(options)
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
-    graph = run_pipeline(graph, progress=lambda name: log(f"pass {name}"), max_batch=options.max_batch)
+    graph = run_pipeline(graph, progress=lambda name: log(f"pass {name}"), max_batch=options.max_batch,
+                         sms=options.sms)
     lowering = Lowering(graph, options.max_batch, options.max_seq)
     programs = {shape.name: lowering.lower_program(shape)
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}

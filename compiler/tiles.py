@@ -51,8 +51,9 @@ DEEP_K = 2048
 # before the wait instead of 2 (the template's `prefetch`) ran every decode matmul slower (gpt2
 # 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158).
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
-# One-row matmuls on [N, K] weights (passes/store_out_in: narrow projections and gate+up) give each
-# CTA TILE_N whole weight rows: 8 where that keeps the CTAs within two per SM, else 16 or 32.
+# One-row matmuls on [N, K] weights (passes/store_out_in: narrow projections, gate+up, and those
+# IN_OUT_GEMV_FILL picks) give each CTA TILE_N whole weight rows: 8 where that keeps the CTAs
+# within two per SM, else 16 or 32.
 # H100, chains of 48 cold launches (us), 8 vs 16 rows per CTA: qwen3-0.6b down_proj 3.54 / 4.00,
 # o_proj 2.77 / 2.92, gpt2 mlp c_proj 3.19 / 3.67; gate+up (3072 outputs) 9.05 at 8 (384 CTAs),
 # 5.59 at 16. 512-deep K steps for 8 rows, 256 for 16 (gate+up 5.59 vs 6.33 at 512).
@@ -70,6 +71,11 @@ OUT_IN_ROWS = (8, 16, 32)
 # it waits so its CTAs fetch their weights during the attention (784.4 -> 816.0, gpt2 +7.5).
 OUT_IN_K = {8: (512, 1024), 16: (256, 256), 32: (256, 256)}
 OUT_IN_DEEP_FILL = 0.875
+# Batch-1 plans also store [out, in] the linears (LM heads aside) whose 32-column [in, out] one-row
+# tiles would cover less than this fraction of the SMs (compiler/passes/store_out_in.py). H100,
+# decode step at position 100: gpt2 (c_attn 72 CTAs, c_fc 96) 236.8 -> 226.5 us (c_attn alone
+# 230.9, c_fc alone 235.7); qwen3-0.6b's qkv (128 CTAs) ran slower [out, in] (761.2 -> 779.0).
+IN_OUT_GEMV_FILL = 0.875
 # K steps of their weights loaded before the wait (None: the template's 2). Even after decode
 # attention, which leaves most SMs idle for ~9 us, more ran slower: qwen3-0.6b step 825 us at 2,
 # 893 at 4, 956 at all (up to 6); gpt2 236 at 2, 279 at all.
@@ -130,6 +136,13 @@ def _gemv_tiles(constants, depth):
     else:
         hints = GEMV_HINTS.get(constants.get("dtype"))
     return None if hints is None else {**tiles, **hints}
+
+
+def in_out_gemv_fills(sm, columns):
+    """Whether one-row [in, out] tiles of a `columns`-wide linear leave no SMs of `sm` idle (see
+    IN_OUT_GEMV_FILL); LM heads (wider than WIDE_DECODE_COLUMNS) always count as filling them."""
+    ctas = _cdiv(columns, GEMV_DECODE["tile_n"])
+    return columns > WIDE_DECODE_COLUMNS or ctas >= IN_OUT_GEMV_FILL * SM_COUNT.get(sm, 132)
 
 
 def _out_in_gemv_tiles(sm, columns, depth, dtype):

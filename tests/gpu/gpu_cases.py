@@ -26,10 +26,11 @@ KERNEL_CASES = [
 ]
 
 
-def parity_options(checkpoint, sm):
-    """Options of a parity plan compiled from an HF checkpoint directory."""
-    return CompileOptions(checkpoint=checkpoint, max_batch=2, max_seq=48, prefill_buckets=(8, 16), sms=(sm,),
-                          cache_dir=CACHE_DIR)
+def parity_options(checkpoint, sm, max_batch=2):
+    """Options of a parity plan compiled from an HF checkpoint directory (max_batch 1: the one-row
+    decode path, with [out, in] weights; see compiler/passes/store_out_in.py)."""
+    return CompileOptions(checkpoint=checkpoint, max_batch=max_batch, max_seq=48, prefill_buckets=(8, 16),
+                          sms=(sm,), cache_dir=CACHE_DIR)
 
 
 def kernel_case_options(case, sm):
@@ -46,7 +47,9 @@ def warm_cache(sm):
         for index, family in enumerate(PARITY_FAMILIES):
             checkpoint = os.path.join(workdir, family)
             save_checkpoint(build_model(family, seed=index), checkpoint)
-            compile_plan(family, os.path.join(workdir, f"{family}.plan"), parity_options(checkpoint, sm))
+            for max_batch in (1, 2):
+                compile_plan(family, os.path.join(workdir, f"{family}-{max_batch}.plan"),
+                             parity_options(checkpoint, sm, max_batch))
         for case in KERNEL_CASES:
             compile_plan(case[1], os.path.join(workdir, f"{case[0]}.plan"), kernel_case_options(case, sm))
 

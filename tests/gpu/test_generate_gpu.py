@@ -4,6 +4,7 @@ Each family's small random HF model (fp32) is compiled for this GPU (kernels fro
 tests/gpu/gpu_cases.py fills: the parity plans' kernels, since only the weights differ). Two
 prompts of different lengths share one batch, so every decode step runs the two sequences at
 different positions; the sampler runs on the device. HF runs each prompt alone, on the GPU, fp32.
+Plans for one sequence (one-row decode matmuls on [out, in] weights) run each prompt alone too.
 """
 
 import numpy as np
@@ -39,14 +40,23 @@ LOGIT_BOUND = 1e-2
 SAMPLING = dict(temperature=1.0, top_k=50, top_p=0.9, repetition_penalty=1.1)
 
 
+def _compile(family, tmp_path_factory, max_batch):
+    directory = tmp_path_factory.mktemp(family)
+    model = build_model(family, seed=MODEL_SEEDS[family])
+    save_checkpoint(model, str(directory))
+    options = parity_options(str(directory), int(cupy.cuda.Device().compute_capability), max_batch)
+    compile_plan(family, str(directory / "model.plan"), options)
+    return model.cuda(), load_plan(str(directory / "model.plan"))
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def compiled(request, tmp_path_factory):
-    directory = tmp_path_factory.mktemp(request.param)
-    model = build_model(request.param, seed=MODEL_SEEDS[request.param])
-    save_checkpoint(model, str(directory))
-    options = parity_options(str(directory), int(cupy.cuda.Device().compute_capability))
-    compile_plan(request.param, str(directory / "model.plan"), options)
-    return model.cuda(), load_plan(str(directory / "model.plan"))
+    return _compile(request.param, tmp_path_factory, max_batch=2)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def compiled_one(request, tmp_path_factory):
+    return _compile(request.param, tmp_path_factory, max_batch=1)
 
 
 def _prompts(model, seed):
@@ -63,6 +73,17 @@ def test_greedy_tokens_equal_hf_generate(compiled):
         expected, margins = hf_greedy(model, prompt, NEW_TOKENS)
         step = int(np.argmin(margins))
         assert margins[step] > GREEDY_MARGIN, f"HF's pick {step} is a near tie ({margins[step]:.1e}): pick another seed"
+        assert ours == expected
+
+
+def test_one_sequence_greedy_tokens_equal_hf_generate(compiled_one):
+    model, plan = compiled_one
+    assert any(spec["constants"].get("weight_layout") == "out_in" for spec in plan["kernels"])
+    for prompt in _prompts(model, seed=11):
+        with CupyExecutor(plan) as executor:
+            ours = generate(executor, [prompt], NEW_TOKENS, eos_token_ids=()).tokens[0]
+        expected, margins = hf_greedy(model, prompt, NEW_TOKENS)
+        assert min(margins) > GREEDY_MARGIN
         assert ours == expected
 
 
