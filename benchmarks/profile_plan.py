@@ -1,6 +1,7 @@
 """Where a plan's time goes on the GPU: each launch of one program timed alone (a CUDA graph of
 repeated copies, so host launch overhead is left out), summed per kernel template, then the whole
-program and the sub-chains of each template's launches. On the device.
+program, the sub-chains of each template's launches, and the program less each per-layer op's
+launches (what that op costs in the chain). On the device.
 
     python benchmarks/profile_plan.py PLAN [--program decode] [--position 100] [--reps 20]
 
@@ -83,10 +84,19 @@ def profile(plan, program, reps, position=0):
         if timer.dependent:
             chains["whole program, plain launches"] = timer(every, dependent=False)
         chains.update((f"{template} launches only", micros) for template, micros in timer.by_template().items())
+        roles = [_role(launch["op"]) for launch in spec["launches"]]
+        for role in sorted({role for role in roles if roles.count(role) > 1}):  # per-layer ops
+            chains[f"without {role} launches"] = timer([i for i in every if roles[i] != role])
         return rows, chains
     finally:
         timer.graphs.clear()  # graphs before the modules their kernels live in
         executor.close()
+
+
+def _role(op):
+    """An op's name without its layer prefix ("l3.o_proj" -> "o_proj")."""
+    layer, _, role = op.partition(".")
+    return role if role and layer[:1] == "l" and layer[1:].isdigit() else op
 
 
 def main():
@@ -106,7 +116,8 @@ def main():
     print(f"{program}: {len(rows)} launches, sum of lone launches {total:.1f} us")
     for template, micros in sorted(by_template.items(), key=lambda item: -item[1]):
         print(f"  {template:<10} {micros:8.1f} us  {100 * micros / total:5.1f}%")
-    print("chains (one graph, launches in program order):")
+    print("chains (one graph, launches in program order; 'without X': the rest, so the whole program's time")
+    print("less that one is what X's launches cost in the chain):")
     for name, micros in chains.items():
         print(f"  {name:<32} {micros:8.1f} us")
     print("slowest launches:")

@@ -96,3 +96,9 @@ def test_a_run_is_added_after_the_runs_already_written(tmp_path):
     earlier = [{"shipped": "main abc1234", "results": [{"variant": "shipped", "step_us": 300.0}]}]
     path.write_text(json.dumps({"device": "gpu", "runs": earlier}))
     assert _earlier_runs(str(path)) == earlier
+
+
+def test_profile_plan_names_per_layer_ops_without_their_layer():
+    from benchmarks.profile_plan import _role
+    assert [_role(op) for op in ("l0.qkv_proj", "l27.o_proj", "embed", "lm_head", "ln_f.x")] == [
+        "qkv_proj", "o_proj", "embed", "lm_head", "ln_f.x"]
