@@ -141,8 +141,12 @@ def _gemv_tiles(constants, depth):
 def in_out_gemv_fills(sm, columns):
     """Whether one-row [in, out] tiles of a `columns`-wide linear leave no SMs of `sm` idle (see
     IN_OUT_GEMV_FILL); LM heads (wider than WIDE_DECODE_COLUMNS) always count as filling them."""
-    ctas = _cdiv(columns, GEMV_DECODE["tile_n"])
-    return columns > WIDE_DECODE_COLUMNS or ctas >= IN_OUT_GEMV_FILL * SM_COUNT.get(sm, 132)
+    return columns > WIDE_DECODE_COLUMNS or _covers_sms(sm, _cdiv(columns, GEMV_DECODE["tile_n"]), IN_OUT_GEMV_FILL)
+
+
+def _covers_sms(sm, ctas, fraction):
+    """Whether `ctas` CTAs (one per SM) cover at least `fraction` of the SMs of `sm`."""
+    return ctas >= fraction * SM_COUNT.get(sm, 132)
 
 
 def _out_in_gemv_tiles(sm, columns, depth, dtype):
@@ -150,7 +154,7 @@ def _out_in_gemv_tiles(sm, columns, depth, dtype):
     hints = GEMV_HINTS.get(dtype, {})
     slots = SM_COUNT.get(sm, 132) * hints.get("occupancy", 1)
     tile_n = next((rows for rows in OUT_IN_ROWS if _cdiv(columns, rows) <= slots), OUT_IN_ROWS[-1])
-    deep = depth >= DEEP_K and _cdiv(columns, tile_n) >= OUT_IN_DEEP_FILL * SM_COUNT.get(sm, 132)
+    deep = depth >= DEEP_K and _covers_sms(sm, _cdiv(columns, tile_n), OUT_IN_DEEP_FILL)
     tiles = {**GEMV_DECODE, "tile_n": tile_n, "tile_k": OUT_IN_K[tile_n][deep], **hints}
     if OUT_IN_PREFETCH:
         tiles["prefetch"] = OUT_IN_PREFETCH
