@@ -2,8 +2,7 @@
 
 Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's inputs and
 outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights),
-`scratch` (device scratch for kernels that need it; empty today: the split-K workspace that used it
-is gone).
+`scratch` (device scratch: the partial results of split decode attention, see _kv_splits).
 Generation state (io region, shared by every program) lets a whole generation run without the
 host choosing tokens: each program ends with a `sample` launch that picks every sequence's next
 token from its logits and writes it, with its position, straight into the decode program's
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from compiler.errors import CompileError
 from compiler.ir import Weight
 from runtime.dtypes import itemsize
-from compiler.tiles import shape_class
+from compiler.tiles import decode_kv_splits, shape_class
 from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
 
 ALIGN = 256
@@ -182,6 +181,7 @@ class _ProgramLowering:
         # prefill keeps 32, so its readers' statistics tiles stay small
         self.stats_group = DECODE_STATS_GROUP if shape_class(self.rows) == "decode" else STATS_GROUP
         self.fused_ropes = self._fused_ropes() if self.decode else {}
+        self.kv_splits = self._kv_splits()
         self.io = {}
         io_offset = lowering.io_bytes
         state = lowering.generation
@@ -242,6 +242,29 @@ class _ProgramLowering:
                 continue
             fused[attention.name] = rope
         return fused
+
+    def _kv_splits(self):
+        """{attention name: kv splits} for batch-1 decode: each head's cache tiles split over
+        CTAs (tiles.decode_kv_splits), which leave partial results in scratch for an
+        `attention_merge` launch to combine. Every attention shares one scratch area: its merge
+        finishes before the next attention writes."""
+        if not self.decode or self.rows != 1:
+            return {}
+        splits = {op.name: decode_kv_splits(op.attrs["head_dim"], self.lowering.max_seq)
+                  for op in self.graph.ops if op.kind == "attention"}
+        return {name: count for name, count in splits.items() if count > 1}
+
+    def _partials(self, attention, splits):
+        """Scratch operands of a split attention's partial results, per (row, split) and head: the
+        head's output over the split's keys [rows * splits, heads * head_dim] and the log of its
+        softmax denominator (maximum included) [rows * splits, heads] (float32)."""
+        rows, heads, head_dim = self.rows * splits, attention.attrs["heads"], attention.attrs["head_dim"]
+        outputs = _operand("scratch", 0, [rows, heads * head_dim], "float32")
+        lse_offset = _align(rows * heads * head_dim * 4)
+        stride = padded_row(heads, "float32")
+        lse = _operand("scratch", lse_offset, [rows, heads], "float32", strides=[stride, 1])
+        self.lowering.scratch_bytes = max(self.lowering.scratch_bytes, _align(lse_offset + rows * stride * 4))
+        return [outputs, lse]
 
     def operand(self, tensor_name):
         if tensor_name in self.io:
@@ -396,9 +419,17 @@ class _ProgramLowering:
             constants["rope"] = True
             if "norm_weight" in rope.weights:
                 constants["norm_eps"] = rope.attrs["norm_eps"]
+        out = self.operand(op.outputs[0])
+        splits = self.kv_splits.get(op.name)
+        outputs = self._partials(op, splits) if splits else [out]
+        if splits:
+            constants["kv_splits"] = splits
         yield "attention", constants, [
             q, k, self.operand(op.inputs["v"]), k_cache, v_cache, self.io["start_pos"], self.io["seq_lens"], *extra,
-            self.operand(op.outputs[0])]
+            *outputs]
+        if splits:  # the splits' partial results combined into the output rows
+            merge = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "splits": splits}
+            yield "attention_merge", merge, [*outputs, out]
 
     def _elementwise(self, template, op, roles):
         operands = [self.operand(op.inputs[r]) for r in roles] + [self.operand(op.outputs[0])]

@@ -102,6 +102,20 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # the attention launches alone 207.1 -> 226.8 us, the qwen3-0.6b step 784.1 -> 802.0 (gpt2 +1.3).
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
+# Batch-1 decode attention splits each head's cache tiles over up to KV_SPLITS CTAs (tile t goes
+# to split t % splits), each loading its first tile before the wait; an attention_merge launch
+# combines the splits' partial results (lower.py _ProgramLowering._kv_splits). H100, plans of
+# 1024 positions, decode step at position 900: qwen3-0.6b 1220.2 us with one CTA per head, 891.9
+# with 4 splits, 815.5 with 8; gpt2 319.9, 262.5, 249.0. Plans whose cache holds fewer than
+# KV_SPLIT_MIN_TILES tiles keep one CTA per head: the merge launch costs about 1.2 us a layer in
+# the step (CUPTI timeline), about what splitting saves where one or two tiles follow the
+# prefetched one: 256-position plans at position 100, qwen3-0.6b 761.8 -> 755.8 us split 4 ways
+# (741.0 unsplit in another run), gpt2 226.4 -> 235.1 split 2 ways.
+# Merging in the linear after the attention instead (each of its CTAs combining the splits' rows
+# as it loads its input) ran that linear's launches 5 us slower each: 128 CTAs each re-read every
+# split's partial rows (qwen3-0.6b step 914.7 us).
+KV_SPLITS = 8
+KV_SPLIT_MIN_TILES = 8
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -237,6 +251,8 @@ def _chosen_tiles(sm, template, constants, shapes):
         return {"block": min(1024, pow2(out[1], STATS_GROUP)), **_stats_half(constants, shapes)}
     if template == "rope":
         return {"half_block": pow2(constants["head_dim"] // 2)}
+    if template == "attention_merge":
+        return {"block_d": pow2(constants["head_dim"], 16)}
     if template == "sample":  # operands: logits, start_pos, seq_lens, params, options, eos, history, ...
         tiles = {"block": min(4096, pow2(shapes[0][1])), "history_block": min(1024, pow2(shapes[6][1])),
                  "eos_slots": pow2(shapes[5][0])}
@@ -249,15 +265,31 @@ def _chosen_tiles(sm, template, constants, shapes):
         # 128 query rows x 64 keys per step, 168 with 128x128, 218 with 64x64; fp32 (TF32) head_dim
         # 32 ran 58 us with 64x64, 72 with 128x128, 134 with 128x64. Larger heads keep 64 query
         # rows to stay within registers. Decode: 128 keys per step for head_dim <= 64.
-        wide = 128 if block_d <= 64 else 64
         if constants["phase"] == "prefill":
-            rows = 64 if constants["dtype"] == "float32" else wide
+            rows = 64 if constants["dtype"] == "float32" else (128 if block_d <= 64 else 64)
             return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": 64}
-        tiles = {"block_d": block_d, "tile_kv": wide, **DECODE_ATTENTION}
+        tiles = {"block_d": block_d, "tile_kv": decode_kv_tile(constants["head_dim"]), **DECODE_ATTENTION}
         if "kv_prefetch" in tiles:  # cache tiles loaded before the wait: no more than the cache holds
             tiles["kv_prefetch"] = min(tiles["kv_prefetch"], -(-shapes[3][2] // tiles["tile_kv"]))
         return tiles
     return {}
+
+
+def decode_kv_tile(head_dim):
+    """Cache positions per step of decode attention (DECODE_ATTENTION may name its own)."""
+    return DECODE_ATTENTION.get("tile_kv", 128 if pow2(head_dim, 16) <= 64 else 64)
+
+
+def decode_kv_splits(head_dim, max_seq):
+    """CTAs per head of batch-1 decode attention (see KV_SPLITS): 1 for caches of fewer than
+    KV_SPLIT_MIN_TILES tiles, else a power of two (attention_merge loads one row of each split)
+    no larger than the cache's tiles."""
+    tiles, splits = _cdiv(max_seq, decode_kv_tile(head_dim)), 1
+    if tiles < KV_SPLIT_MIN_TILES:
+        return 1
+    while splits * 2 <= min(KV_SPLITS, tiles):
+        splits *= 2
+    return splits
 
 
 def _out_index(constants):
@@ -334,7 +366,9 @@ def launch_grid(template, constants, shapes):
         batch = shapes[5][0]  # start_pos
         if constants["phase"] == "prefill":
             return (_cdiv(constants["seq"], constants["tile_q"]), constants["heads"], batch)
-        return (batch, constants["heads"], 1)
+        return (batch, constants["heads"], constants.get("kv_splits", 1))
+    if template == "attention_merge":
+        return (shapes[-1][0], constants["heads"], 1)  # out's rows
     if template == "sample":
         return (shapes[1][0], 1, 1)
     raise ValueError(f"no grid rule for template '{template}'")

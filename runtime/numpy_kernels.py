@@ -192,6 +192,23 @@ def matmul(constants, x, *rest):
             view.write(values)
 
 
+def merge_splits(outputs, lse, splits, head_dim):
+    """Rows of attention output from split attention's partial results (see attention): `outputs`
+    [T * splits, heads * head_dim], each split's heads over its keys, weighted by exp(`lse`)
+    [T * splits, heads], the log of each split's softmax denominator (-1e30 for a split with no key)."""
+    heads = outputs.shape[1] // head_dim
+    outputs = outputs.reshape(-1, splits, heads, head_dim)
+    lse = lse.reshape(-1, splits, heads)
+    weights = np.exp(lse - lse.max(axis=1, keepdims=True))
+    merged = (weights[..., None] * outputs).sum(axis=1) / weights.sum(axis=1)[..., None]
+    return merged.reshape(-1, heads * head_dim).astype(np.float32)
+
+
+def attention_merge(constants, partials, lse, out):
+    """Split attention's partial results (attention with kv_splits) merged into its output rows."""
+    out.write(merge_splits(partials.read(), lse.read(), constants["splits"], constants["head_dim"]))
+
+
 def gelu(constants, x, out):
     """GELU, tanh approximation."""
     out.write(_gelu(x.read()))
@@ -243,11 +260,19 @@ def attention(constants, q, k, v, k_cache, v_cache, start_pos, seq_lens, *rest):
     """Append the real rows' k/v to the cache at their absolute positions, then causal attention of
     each real query row over its sequence's cache; padding rows get zeros. With `rope`, q and k
     are rotated first (rest: cos, sin, then with norm_eps the q and k norm weights), as the rope
-    kernel would have stored them."""
+    kernel would have stored them. With `kv_splits` (decode) the outputs are partial results per
+    (row, split) instead (see merge_splits, attention_merge's merge): any partition of a row's keys
+    over its splits merges to the same rows; this reference gives split 0 all of them."""
     heads, kv_heads, head_dim = constants["heads"], constants["kv_heads"], constants["head_dim"]
     seq, scale = constants["seq"], constants["scale"]
     group = heads // kv_heads
-    *tables, out = rest
+    splits = constants.get("kv_splits", 1)
+    if splits > 1:
+        *tables, partials, partial_lse = rest
+        partial = np.zeros((partials.array.shape[0], heads, head_dim), np.float32)
+        lse = np.full((partial_lse.array.shape[0], heads), -1.0e30, np.float32)
+    else:
+        *tables, out = rest
     queries, keys, values = q.read(), k.read(), v.read()
     if constants.get("rope"):
         cos, sin, *norms = tables
@@ -274,9 +299,18 @@ def attention(constants, q, k, v, k_cache, v_cache, start_pos, seq_lens, *rest):
         scores = query @ keys.transpose(0, 2, 1) * scale
         causal = np.arange(start + length)[None, :] > (start + np.arange(length))[:, None]
         scores = np.where(causal[None], -np.inf, scores)
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        top = scores.max(axis=-1, keepdims=True)
+        scores = np.exp(scores - top)
         probs = scores / scores.sum(axis=-1, keepdims=True)
+        if splits > 1:  # decode: one row, split 0 of row b
+            lse[b * splits] = (top + np.log(scores.sum(axis=-1, keepdims=True)))[:, 0, 0]
+            partial[b * splits] = (probs @ values)[:, 0]
+            continue
         result[rows] = (probs @ values).transpose(1, 0, 2).reshape(length, heads * head_dim)
+    if splits > 1:
+        partials.write(partial.reshape(len(partial), heads * head_dim))
+        partial_lse.write(lse)
+        return
     out.write(result)
 
 
@@ -370,5 +404,6 @@ def hash_uniform(seed, position, ids):
 
 KERNELS = {
     "embed": embed, "layernorm": layernorm, "rmsnorm": rmsnorm, "add_norm": add_norm, "matmul": matmul,
-    "gelu": gelu, "silu_mul": silu_mul, "add": add, "rope": rope, "attention": attention, "sample": sample,
+    "gelu": gelu, "silu_mul": silu_mul, "add": add, "rope": rope, "attention": attention,
+    "attention_merge": attention_merge, "sample": sample,
 }

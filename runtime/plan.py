@@ -13,7 +13,8 @@ Body (all plain maps, lists, strings, numbers and bytes):
     targets      [SM numbers the kernels were exported for, e.g. 90]; may be empty (CPU only)
     limits       {max_batch, max_seq, prefill_buckets: [S, ...]}
     regions      {arena, io, kv, scratch, weights}: bytes of each device allocation (scratch:
-                 kernel scratch, must start zeroed; empty in plans made today)
+                 split decode attention's partial results, written before they are read; 0 in
+                 plans without split attention)
     buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
                  vs. without reuse (a program with T rows uses T * arena_row_bytes)
     generation   None (a graph without logits), or the on-device sampler's state operands in

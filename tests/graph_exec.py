@@ -9,13 +9,13 @@ from compiler.weights import RandomWeights, encode, materialize
 from runtime.numpy_executor import NumpyExecutor
 
 
-def run_graph(graph, tokens, seed=0, decode=False):
+def run_graph(graph, tokens, seed=0, decode=False, max_seq=None):
     """Prefill logits [S, V] of one sequence `tokens` through `graph` with seeded random weights;
     with `decode`, the prefill takes all but the last token and the decode program's logits [1, V]
-    for the last one are returned."""
+    for the last one are returned. The plan holds `max_seq` positions (default: the tokens)."""
     graph = plan_buffers.run(infer_shapes.run(graph))
     seq = len(tokens) - 1 if decode else len(tokens)
-    lowering = Lowering(graph, max_batch=1, max_seq=len(tokens))
+    lowering = Lowering(graph, max_batch=1, max_seq=max_seq or len(tokens))
     programs = {f"prefill_{seq}": lowering.lower_program(ProgramShape(f"prefill_{seq}", 1, seq))}
     if decode:
         programs["decode"] = lowering.lower_program(ProgramShape("decode", 1, 1))

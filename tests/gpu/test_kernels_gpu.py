@@ -9,7 +9,8 @@
    widths 48/192, vocab 50257, head_dim 16/32/64, GQA 3, a 37-row bucket, fp32/fp16/bf16), both
    executors get the same fresh random tokens; the GPU arena and outputs are poisoned with NaN
    first. After each launch, its output operands are compared with the NumPy executor's; the
-   first mismatch names the launch, op and template.
+   first mismatch names the launch, op and template. Decode runs twice: late and early in the
+   cache (one-sequence plans split their attention, compared after merging the splits).
 """
 
 import json
@@ -27,7 +28,7 @@ from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import View, group_argmax, norm_rstd, row_stats  # noqa: E402
+from runtime.numpy_kernels import View, group_argmax, merge_splits, norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -38,6 +39,8 @@ def _outputs(template, args, constants):
     if template == "sample":
         return args[6:10]  # history, next tokens, next start, next lens
     if template == "attention":
+        if constants.get("kv_splits"):  # partial outputs and their lse (merged before comparing)
+            return [args[-2], args[3], args[4]]
         return [args[-1], args[3], args[4]]  # out, k_cache, v_cache
     if template == "add_norm":
         return args[-2:]  # sum and norm
@@ -70,15 +73,25 @@ def case_plan(request, tmp_path_factory):
     return load_plan(path)
 
 
-@pytest.mark.parametrize("program", ["prefill", "decode"])
+def _decode_starts(batch, max_seq, late):
+    """Decode positions: two sequences early in the cache; one sequence (split attention) near the
+    end, where every split has cache tiles and the first loops over a second, or early, where the
+    later splits have none."""
+    if batch == 2:
+        return [5, 9] if late else [1, 3]
+    return [max_seq - 40] if late else [20]
+
+
+@pytest.mark.parametrize("program", ["prefill", "decode", "decode-early"])
 def test_each_launch_matches_numpy(case_plan, program):
-    name = next(n for n in case_plan["programs"] if n.startswith(program))
+    name = next(n for n in case_plan["programs"] if n.startswith(program.split("-")[0]))
     spec = case_plan["programs"][name]
     batch, seq = spec["batch"], spec["seq"]
     rng = np.random.default_rng(17)
     vocab = case_plan["model"]["config"]["vocab_size"]
     tokens = rng.integers(0, vocab, size=(batch, seq)).astype(np.int32)
-    start = np.array([0, 0] if program == "prefill" else [5, 9], dtype=np.int32)
+    start = np.array([0] * batch if program == "prefill" else
+                     _decode_starts(batch, case_plan["limits"]["max_seq"], program == "decode"), dtype=np.int32)
     lengths = np.full(batch, seq, dtype=np.int32)
 
     reference = NumpyExecutor(case_plan)
@@ -88,7 +101,7 @@ def test_each_launch_matches_numpy(case_plan, program):
     # the sampler's settings and the decode inputs it writes, as both executors start
     for operand in [*case_plan["generation"].values(), *case_plan["programs"]["decode"]["inputs"].values()]:
         gpu.write(operand, View(reference.regions, operand).array)
-    if program == "decode":  # a KV cache with history, the same bytes on both sides
+    if program != "prefill":  # a KV cache with history, the same bytes on both sides
         dtype = case_plan["model"]["dtype"]
         count = case_plan["regions"]["kv"] // itemsize(dtype)
         history = from_float32(0.5 * rng.standard_normal(count), dtype).view(np.uint8)
@@ -110,6 +123,11 @@ def test_each_launch_matches_numpy(case_plan, program):
         for operand in _outputs(template, launch["args"], constants):
             expected = _written(constants, launch["args"], operand, View(reference.regions, operand).read())
             actual = _written(constants, launch["args"], operand, _gpu_array(gpu, operand))
+            if template == "attention" and operand is launch["args"][-2]:  # split: the merged rows
+                # (NumPy gives split 0 every key, the kernel spreads them: only the merge agrees)
+                lse, shape = launch["args"][-1], (constants["kv_splits"], constants["head_dim"])
+                expected = merge_splits(expected, View(reference.regions, lse).read(), *shape)
+                actual = merge_splits(actual, _gpu_array(gpu, lse), *shape)
             if template == "sample":  # token ids and positions: exact
                 mismatched = np.argwhere(actual != expected)
                 assert mismatched.size == 0, f"launch {index} (sample): {operand['shape']} differs at {mismatched[:4].tolist()}"
