@@ -3,7 +3,12 @@ repeated copies, so host launch overhead is left out), summed per kernel templat
 program, the sub-chains of each template's launches, and the program less each per-layer op's
 launches (what that op costs in the chain). On the device.
 
-    python benchmarks/profile_plan.py PLAN [--program decode] [--position 100] [--reps 20]
+    python benchmarks/profile_plan.py PLAN [--program decode] [--position 100] [--reps 20] [--timeline]
+
+--timeline also records one replay of the whole program with CUPTI (torch.profiler, so PyTorch
+must be installed) and prints, per kernel role, its mean duration, how far its start precedes
+the previous kernel's end (programmatic launches start early) and how far its end follows the
+previous end: that last is what the kernel adds to the chain.
 
 Decode programs are timed as the executor runs them: programmatic dependent launches (PDL) in
 one graph. Lone times can mislead there: on the H100, gpt2's batch-1 decode launches once summed
@@ -93,6 +98,51 @@ def profile(plan, program, reps, position=0):
         executor.close()
 
 
+def timeline(plan, program, position=0, reps=4):
+    """[(op, template, duration, start less the previous kernel's end, end less the previous
+    kernel's end)] in us of one program run in the middle of `reps` replays of its graph, from
+    CUPTI's kernel records."""
+    import json
+    import tempfile
+    import torch
+    spec = plan["programs"][program]
+    batch, seq = spec["batch"], spec["seq"]
+    executor = CupyExecutor(plan, use_graphs=False)
+    executor.set_inputs(program, np.full((batch, seq), 17, dtype=np.int32), np.full(batch, position), np.full(batch, seq))
+    timer = ChainTimer(executor, program, reps)
+    try:
+        timer(list(range(len(timer.launches))))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as recorder:
+            timer.graphs[-1].launch(timer.stream)
+            timer.stream.synchronize()
+        with tempfile.TemporaryDirectory() as workdir:
+            path = os.path.join(workdir, "trace.json")
+            recorder.export_chrome_trace(path)
+            with open(path, encoding="utf-8") as handle:
+                events = [event for event in json.load(handle)["traceEvents"] if event.get("cat") == "kernel"]
+        return timeline_rows(events, [launch["op"] for launch in spec["launches"]], timer.templates, reps)
+    finally:
+        timer.graphs.clear()
+        executor.close()
+
+
+def timeline_rows(events, ops, templates, reps):
+    """timeline's rows from kernel events ({ts, dur} in us) of `reps` runs of the launches `ops`."""
+    count = len(ops)
+    if len(events) != reps * count:
+        raise RuntimeError(f"CUPTI recorded {len(events)} kernels, not {reps} x {count}")
+    events = sorted(events, key=lambda event: event["ts"])
+    middle = reps // 2
+    previous = events[middle * count - 1]
+    previous_end = previous["ts"] + previous["dur"]
+    rows = []
+    for op, template, event in zip(ops, templates, events[middle * count:(middle + 1) * count]):
+        end = event["ts"] + event["dur"]
+        rows.append((op, template, event["dur"], event["ts"] - previous_end, end - previous_end))
+        previous_end = end
+    return rows
+
+
 def _role(op):
     """An op's name without its layer prefix ("l3.o_proj" -> "o_proj")."""
     layer, _, role = op.partition(".")
@@ -105,6 +155,7 @@ def main():
     parser.add_argument("--program", default=None)
     parser.add_argument("--position", type=int, default=0, help="tokens already in the KV cache")
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--timeline", action="store_true", help="also the kernels' CUPTI timeline (needs torch)")
     args = parser.parse_args()
     plan = load_plan(args.plan)
     program = args.program or next(name for name in plan["programs"] if name.startswith("prefill"))
@@ -123,6 +174,16 @@ def main():
     print("slowest launches:")
     for op, template, grid, micros in sorted(rows, key=lambda row: -row[3])[:8]:
         print(f"  {op:<28} {template:<10} grid {grid}  {micros:7.1f} us")
+    if args.timeline:
+        roles = defaultdict(list)
+        for op, template, *times in timeline(plan, program, args.position):
+            roles[(_role(op), template)].append(times)
+        print("timeline (one run, CUPTI), per kernel role: mean duration, start and end less the previous")
+        print("kernel's end (the end: what it adds to the chain), and the ends summed:")
+        for (role, template), values in roles.items():
+            duration, start, added = np.mean(values, axis=0)
+            print(f"  {role + ' (' + template + ')':<36} x{len(values):<3} {duration:7.2f} {start:7.2f} {added:7.2f} us"
+                  f"  sum {sum(row[2] for row in values):7.1f} us")
 
 
 if __name__ == "__main__":
