@@ -31,13 +31,14 @@ def describe(plan):
     cubin_bytes = sum(len(c["image"]) for k in specialized for c in k["cubins"].values())
     lines += ["", f"kernels    {len(generic)} distinct specs; {len(specialized)} SM-specific cubins "
                   f"({cubin_bytes / 1e6:.2f} MB)"]
+    width = max((len(kernel["template"]) for kernel in plan["kernels"]), default=0)
     for index, kernel in enumerate(plan["kernels"]):
         constants = ", ".join(f"{k}={v}" for k, v in kernel["constants"].items())
         where = "generic"
         if kernel.get("sm") is not None:
             cubin = kernel["cubins"][f"sm_{kernel['sm']}"]
             where = f"sm_{kernel['sm']} x{cubin['block'][0]}"
-        lines.append(f"  [{index:>2}] {kernel['template']:<10} {where:<18} {constants}")
+        lines.append(f"  [{index:>2}] {kernel['template']:<{width}} {where:<18} {constants}")
     buffers = plan["buffers"]
     weights = plan["weights"]
     naive = buffers["naive_row_bytes"]
@@ -49,7 +50,7 @@ def describe(plan):
         f"{naive} B per row without reuse: {saved:.0f}% saved)",
         f"  kv cache   {_mb(regions['kv'])}",
         f"  io         {_mb(regions['io'])} (program inputs/outputs, sampler state)",
-        f"  scratch    {_mb(regions['scratch'])} (kernel scratch)",
+        f"  scratch    {_mb(regions['scratch'])} (split decode attention's partial results)",
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
         "",
