@@ -116,12 +116,14 @@ VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value un
     # [K, N] one-row tiles (qkv) 128 or 512 deep
     "gemv-k-128": {"_gemv_tiles": lambda rule: lambda constants, depth: _tile_k(rule(constants, depth), 128)},
     "gemv-k-512": {"_gemv_tiles": lambda rule: lambda constants, depth: _tile_k(rule(constants, depth), 512)},
-    # batch-1 decode attention on one CTA per head (no split cache tiles), at most 2 or 8 per
-    # head, or split in caches of any length
+    # decode attention on one CTA per head (no split cache tiles), at most 2 or 8 per head, or
+    # split in caches of any length
     "kv-splits-1": {"KV_SPLITS": lambda splits: 1},
     "kv-splits-2": {"KV_SPLITS": lambda splits: 2},
     "kv-splits-8": {"KV_SPLITS": lambda splits: 8},
     "kv-split-short": {"KV_SPLIT_MIN_TILES": lambda tiles: 1},
+    # split attention launches of at most 128 CTAs (batch 8 of 16 or 12 heads: no split)
+    "kv-split-ctas-128": {"KV_SPLIT_CTAS": lambda ctas: 128},
     # decode attention does not rotate q and k; the rope kernel does
     "rope-kernel": {(lower._ProgramLowering, "_fused_ropes"): lambda method: lambda self: {}},
 }

@@ -244,13 +244,13 @@ class _ProgramLowering:
         return fused
 
     def _kv_splits(self):
-        """{attention name: kv splits} for batch-1 decode: each head's cache tiles split over
-        CTAs (tiles.decode_kv_splits), which leave partial results in scratch for an
+        """{attention name: kv splits} for decode: each head's cache tiles split over CTAs
+        (tiles.decode_kv_splits), which leave partial results in scratch for an
         `attention_merge` launch to combine. Every attention shares one scratch area: its merge
         finishes before the next attention writes."""
-        if not self.decode or self.rows != 1:
+        if not self.decode:
             return {}
-        splits = {op.name: decode_kv_splits(op.attrs["head_dim"], self.lowering.max_seq)
+        splits = {op.name: decode_kv_splits(op.attrs["head_dim"], self.lowering.max_seq, self.rows * op.attrs["heads"])
                   for op in self.graph.ops if op.kind == "attention"}
         return {name: count for name, count in splits.items() if count > 1}
 

@@ -102,11 +102,13 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # the attention launches alone 207.1 -> 226.8 us, the qwen3-0.6b step 784.1 -> 802.0 (gpt2 +1.3).
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
 DECODE_ATTENTION = {"occupancy": 2}
-# Batch-1 decode attention splits each head's cache tiles over up to KV_SPLITS CTAs (tile t goes
-# to split t % splits), each loading its first tile before the wait; an attention_merge launch
-# combines the splits' partial results (lower.py _ProgramLowering._kv_splits). H100, plans of
-# 1024 positions, decode step at position 900: qwen3-0.6b 1220.2 us with one CTA per head, 891.9
-# with 4 splits, 815.5 with 8; gpt2 319.9, 262.5, 249.0. Plans whose cache holds fewer than
+# Decode attention splits each head's cache tiles over up to KV_SPLITS CTAs (tile t goes to split
+# t % splits), each loading its first tile before the wait; an attention_merge launch combines the
+# splits' partial results (lower.py _ProgramLowering._kv_splits). H100, batch 1, plans of 1024
+# positions, decode step at position 900: qwen3-0.6b 1220.2 us with one CTA per head, 891.9 with
+# 4 splits, 815.5 with 8; gpt2 319.9, 262.5, 249.0. Launches stay within KV_SPLIT_CTAS CTAs: at
+# batch 8 (128 and 96 heads) 2 splits, qwen3-0.6b 1559.2 -> 1294.9 us at position 900 (947.4 ->
+# 979.8 at 100), gpt2 420.0 -> 391.1 (293.3 -> 311.2). Plans whose cache holds fewer than
 # KV_SPLIT_MIN_TILES tiles keep one CTA per head: the merge launch costs about 1.2 us a layer in
 # the step (CUPTI timeline), about what splitting saves where one or two tiles follow the
 # prefetched one: 256-position plans at position 100, qwen3-0.6b 761.8 -> 755.8 us split 4 ways
@@ -116,6 +118,7 @@ DECODE_ATTENTION = {"occupancy": 2}
 # split's partial rows (qwen3-0.6b step 914.7 us).
 KV_SPLITS = 8
 KV_SPLIT_MIN_TILES = 8
+KV_SPLIT_CTAS = 256  # at most this many CTAs in a split attention launch (sequences x heads x splits)
 # Prefill candidates (tile_m, tile_n, relative per-element efficiency, CTAs per SM). Measured on
 # the H100 (gpt2 fp16, M=1024): 128x128 tiles with two CTAs per SM (occupancy hint) ran the QKV,
 # MLP-up and LM-head matmuls 11-18% faster than one CTA per SM; 64x128 is best for the N=768
@@ -280,14 +283,14 @@ def decode_kv_tile(head_dim):
     return DECODE_ATTENTION.get("tile_kv", 128 if pow2(head_dim, 16) <= 64 else 64)
 
 
-def decode_kv_splits(head_dim, max_seq):
-    """CTAs per head of batch-1 decode attention (see KV_SPLITS): 1 for caches of fewer than
-    KV_SPLIT_MIN_TILES tiles, else a power of two (attention_merge loads one row of each split)
-    no larger than the cache's tiles."""
+def decode_kv_splits(head_dim, max_seq, heads):
+    """CTAs per head of decode attention over `heads` (sequences x heads) heads (see KV_SPLITS):
+    1 for caches of fewer than KV_SPLIT_MIN_TILES tiles, else a power of two (attention_merge
+    loads one row of each split) no larger than the cache's tiles or KV_SPLIT_CTAS / heads."""
     tiles, splits = _cdiv(max_seq, decode_kv_tile(head_dim)), 1
     if tiles < KV_SPLIT_MIN_TILES:
         return 1
-    while splits * 2 <= min(KV_SPLITS, tiles):
+    while splits * 2 <= min(KV_SPLITS, tiles, KV_SPLIT_CTAS // heads):
         splits *= 2
     return splits
 

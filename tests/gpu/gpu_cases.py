@@ -17,17 +17,18 @@ CACHE_DIR = os.environ.get("CGC_CACHE_DIR", os.path.join("artifacts", "cache"))
 PARITY_FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
 
 # Kernel sweep: (name, graph, preset, overrides, dtype, prefill bucket[, plan limits]); plans are
-# for 2 sequences of 64 positions unless the limits say otherwise. One-sequence plans long enough
-# to split decode attention over several CTAs per head (tiles.decode_kv_splits): qwen3's 128-wide
-# heads in 64-key tiles, 9 tiles over 8 splits; gpt2's 16-wide heads in 128-key tiles, 8 over 8.
+# for 2 sequences of 64 positions unless the limits say otherwise. Plans long enough to split
+# decode attention over several CTAs per head (tiles.decode_kv_splits): qwen3's 128-wide heads in
+# 64-key tiles, 9 tiles over 8 splits, 2 sequences; gpt2's 16-wide heads in 128-key tiles, 8 over
+# 8, one sequence (one-row matmuls).
 KERNEL_CASES = [
     ("gpt2-nano-fp32", "gpt2", "nano", {"n_layer": 1}, "float32", 37),
     ("gpt2-nano-fp16", "gpt2", "nano", {"n_layer": 1}, "float16", 16),
     ("llama-tiny-bf16", "llama", "tiny", {"num_hidden_layers": 1}, "bfloat16", 37),
     ("qwen2-tiny-fp16", "qwen2", "tiny", {"num_hidden_layers": 1}, "float16", 16),
     ("qwen3-tiny-fp32", "qwen3", "tiny", {"num_hidden_layers": 1, "head_dim": 64}, "float32", 16),
-    ("qwen3-tiny-bf16-one-row", "qwen3", "tiny", {"num_hidden_layers": 1, "head_dim": 128}, "bfloat16", 16,
-     {"max_batch": 1, "max_seq": 576}),
+    ("qwen3-tiny-bf16-long", "qwen3", "tiny", {"num_hidden_layers": 1, "head_dim": 128}, "bfloat16", 16,
+     {"max_batch": 2, "max_seq": 576}),
     ("gpt2-nano-fp16-one-row", "gpt2", "nano", {"n_layer": 1}, "float16", 16, {"max_batch": 1, "max_seq": 1024}),
 ]
 

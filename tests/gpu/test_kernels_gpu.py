@@ -10,7 +10,7 @@
    executors get the same fresh random tokens; the GPU arena and outputs are poisoned with NaN
    first. After each launch, its output operands are compared with the NumPy executor's; the
    first mismatch names the launch, op and template. Decode runs twice: late and early in the
-   cache (one-sequence plans split their attention, compared after merging the splits).
+   cache (long plans split their attention, compared after merging the splits).
 """
 
 import json
@@ -74,12 +74,12 @@ def case_plan(request, tmp_path_factory):
 
 
 def _decode_starts(batch, max_seq, late):
-    """Decode positions: two sequences early in the cache; one sequence (split attention) near the
-    end, where every split has cache tiles and the first loops over a second, or early, where the
-    later splits have none."""
-    if batch == 2:
+    """Decode positions: in 64-position plans early in the cache; in longer ones (split attention)
+    near the end, where every split of the first sequence has cache tiles and the first split
+    loops over a second, or early, where the later splits have none."""
+    if max_seq <= 64:
         return [5, 9] if late else [1, 3]
-    return [max_seq - 40] if late else [20]
+    return ([max_seq - 40, max_seq - 150] if late else [20, 70])[:batch]
 
 
 @pytest.mark.parametrize("program", ["prefill", "decode", "decode-early"])

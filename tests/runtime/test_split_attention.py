@@ -1,4 +1,4 @@
-"""Split decode attention (one-sequence plans with long caches): each head's cache tiles spread
+"""Split decode attention (plans with long caches and few heads): each head's cache tiles spread
 over CTAs, whose partial results an `attention_merge` launch combines (templates/README.md)."""
 
 import numpy as np
@@ -35,8 +35,10 @@ def test_merge_splits_equals_softmax_over_any_partition():
     assert np.abs(merged - expected).max() < 1e-5 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("max_batch, max_seq, splits", [(1, LONG, 8), (1, 256, 1), (2, LONG, 1)])
-def test_decode_attention_splits_only_in_long_one_sequence_plans(family, max_batch, max_seq, splits):
+@pytest.mark.parametrize("max_batch, max_seq, splits", [(1, LONG, 8), (2, LONG, 8), (1, 256, 1), (64, LONG, 1)])
+def test_decode_attention_splits_in_long_plans_of_few_heads(family, max_batch, max_seq, splits):
+    """Split 8 ways where the cache holds 8 tiles, but not in shorter plans nor past 256 CTAs (64
+    sequences of the small graphs' 3 or 6 heads)."""
     graph = plan_buffers.run(infer_shapes.run(small_graph(family)))
     lowering = lower.Lowering(graph, max_batch, max_seq)
     for shape in lower.program_shapes(max_batch, (8,)):
