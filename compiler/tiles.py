@@ -49,7 +49,9 @@ DEEP_K = 2048
 # wait, the gpt2 step ran 293.2 us at 4 (as the MMA tiles from DEEP_K), 293.0 at 3, 267.5 at 2,
 # 264.9 at 1 (its matmul launches alone 230.1 -> 207.9 us). Loading 3 or 4 K steps of weights
 # before the wait instead of 2 (the template's `prefetch`) ran every decode matmul slower (gpt2
-# 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158).
+# 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158). Loading their x and residual rows and
+# storing their output rows without TMA (allow_tma=False, which sped up decode attention's rows)
+# ran both steps slower: qwen3-0.6b 761.9 -> 866.7 us, gpt2 226.6 -> 252.5 (not kept).
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
 # One-row matmuls on [N, K] weights (passes/store_out_in: narrow projections, gate+up, and those
 # IN_OUT_GEMV_FILL picks) give each CTA TILE_N whole weight rows: 8 where that keeps the CTAs
