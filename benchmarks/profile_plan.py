@@ -17,6 +17,7 @@ compiler/tiles.py GEMV_DECODE); the sub-chains show which neighbours cost.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from collections import defaultdict
@@ -75,12 +76,7 @@ def profile(plan, program, reps, position=0):
     """([(op, template, grid, microseconds)] for every launch of `program` alone,
     {chain name: microseconds}); the executor holding the graphs is closed before returning."""
     spec = plan["programs"][program]
-    batch, seq = spec["batch"], spec["seq"]
-    tokens = np.random.default_rng(0).integers(0, 1000, size=(batch, seq)).astype(np.int32)
-    executor = CupyExecutor(plan, use_graphs=False)
-    executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, seq))  # seq_lens: tokens in this run
-    timer = ChainTimer(executor, program, reps)
-    try:
+    with _program_timer(plan, program, reps, position) as timer:
         rows = [(launch["op"], template, grid, timer([index]))
                 for index, (launch, template, (_, grid, _, _, _)) in
                 enumerate(zip(spec["launches"], timer.templates, timer.launches))]
@@ -93,6 +89,20 @@ def profile(plan, program, reps, position=0):
         for role in sorted({role for role in roles if roles.count(role) > 1}):  # per-layer ops
             chains[f"without {role} launches"] = timer([i for i in every if roles[i] != role])
         return rows, chains
+
+
+@contextlib.contextmanager
+def _program_timer(plan, program, reps, position):
+    """A ChainTimer over `program` of a fresh executor, its inputs random tokens with `position`
+    tokens already in the KV cache; the executor holding the graphs is closed on exit."""
+    spec = plan["programs"][program]
+    batch, seq = spec["batch"], spec["seq"]
+    tokens = np.random.default_rng(0).integers(0, 1000, size=(batch, seq)).astype(np.int32)
+    executor = CupyExecutor(plan, use_graphs=False)
+    executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, seq))  # seq_lens: tokens in this run
+    timer = ChainTimer(executor, program, reps)
+    try:
+        yield timer
     finally:
         timer.graphs.clear()  # graphs before the modules their kernels live in
         executor.close()
@@ -105,12 +115,8 @@ def timeline(plan, program, position=0, reps=4):
     import json
     import tempfile
     import torch
-    spec = plan["programs"][program]
-    batch, seq = spec["batch"], spec["seq"]
-    executor = CupyExecutor(plan, use_graphs=False)
-    executor.set_inputs(program, np.full((batch, seq), 17, dtype=np.int32), np.full(batch, position), np.full(batch, seq))
-    timer = ChainTimer(executor, program, reps)
-    try:
+    ops = [launch["op"] for launch in plan["programs"][program]["launches"]]
+    with _program_timer(plan, program, reps, position) as timer:
         timer(list(range(len(timer.launches))))
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as recorder:
             timer.graphs[-1].launch(timer.stream)
@@ -120,10 +126,7 @@ def timeline(plan, program, position=0, reps=4):
             recorder.export_chrome_trace(path)
             with open(path, encoding="utf-8") as handle:
                 events = [event for event in json.load(handle)["traceEvents"] if event.get("cat") == "kernel"]
-        return timeline_rows(events, [launch["op"] for launch in spec["launches"]], timer.templates, reps)
-    finally:
-        timer.graphs.clear()
-        executor.close()
+        return timeline_rows(events, ops, timer.templates, reps)
 
 
 def timeline_rows(events, ops, templates, reps):
