@@ -51,7 +51,10 @@ DEEP_K = 2048
 # before the wait instead of 2 (the template's `prefetch`) ran every decode matmul slower (gpt2
 # 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158). Loading their x and residual rows and
 # storing their output rows without TMA (allow_tma=False, which sped up decode attention's rows)
-# ran both steps slower: qwen3-0.6b 761.9 -> 866.7 us, gpt2 226.6 -> 252.5 (not kept).
+# ran both steps slower: qwen3-0.6b 761.9 -> 866.7 us, gpt2 226.6 -> 252.5 (not kept). Loading the
+# residual tile before the wait (safe: its writer finishes before the kernel can launch) ran the
+# matmul launches alone slower too (qwen3-0.6b 568.0 -> 580.5 us, step 755.7 -> 760.8; gpt2 231.8
+# -> 234.5); decode attention's seq_lens loaded before its wait was neutral (variants run 51, counting from 0).
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
 # One-row matmuls on [N, K] weights (passes/store_out_in: narrow projections, gate+up, and those
 # IN_OUT_GEMV_FILL picks) give each CTA TILE_N whole weight rows: 8 where that keeps the CTAs
