@@ -121,6 +121,12 @@ DECODE_ATTENTION = {"occupancy": 2}
 # Merging in the linear after the attention instead (each of its CTAs combining the splits' rows
 # as it loads its input) ran that linear's launches 5 us slower each: 128 CTAs each re-read every
 # split's partial rows (qwen3-0.6b step 914.7 us).
+# Folding the linear after unsplit decode attention into it (no o_proj launch; CTAs per head and
+# 128-column tile of its output, each multiplying its head's row by its weight block and adding
+# the share as int64 fixed point, which the next linear read) ran qwen3-0.6b's step 760.2 ->
+# 1106.4 us (attention launches alone 207.0 -> 382.2 us: 128 CTAs, 90 barriers each; matmul
+# launches 576.3 -> 535.5) and gpt2's at par (231.3 us): variants run 52, not kept. Stores of the
+# summed row inside the next linear's pipelined K loop hung its CTAs (tileiras 13.4).
 KV_SPLITS = 8
 KV_SPLIT_MIN_TILES = 8
 KV_SPLIT_CTAS = 256  # at most this many CTAs in a split attention launch (sequences x heads x splits)
