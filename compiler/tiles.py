@@ -101,8 +101,10 @@ GEMV_GATE_UP = {}  # dtype: tiles and hints of one-row gate+up matmuls on the pa
 # 789.7 -> 795.9 us (o_proj's 4 MB), 808.5 (+ gate+up, 17 MB), 858.9 (+ down, 23 MB); gpt2
 # 235.8 -> 239.2 (1 MB), 289.9 (11 MB). Qwen3-0.6B with 128-key tiles (one tile at position 100)
 # at one CTA per SM ran its attention launches alone faster (208.4 -> 176.9 us), the step slower
-# (784.3 -> 819.5). Letting o_proj launch only as the attention CTAs exit (no early trigger) ran
-# it 783.9 -> 827.4 us, and 857.9 with those 128-key tiles. Loading q's row with k's and v's right
+# (784.3 -> 819.5); retested with today's kernels (variants runs 53-54, positions 100 / 140): 761.1
+# / 778.7 us shipped, 811.7 / 862.2 with 128-key tiles (812.6 / 860.1 at one CTA per SM), and
+# 817.8 / 837.3 loading two cache tiles before the wait. Letting o_proj launch only as the
+# attention CTAs exit (no early trigger) ran it 783.9 -> 827.4 us, and 857.9 with those 128-key tiles. Loading q's row with k's and v's right
 # after the wait and writing the cache slot last (so no cache tile load waits on that store) ran
 # the attention launches alone 207.1 -> 226.8 us, the qwen3-0.6b step 784.1 -> 802.0 (gpt2 +1.3).
 # benchmarks/decode_variants.py times candidate entries of these tables on the GPU.
