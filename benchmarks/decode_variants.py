@@ -60,6 +60,28 @@ def _early_trigger(render):
     return rendered
 
 
+_ROW_ACCESSES = {  # one-row matmuls' row loads and stores, by what they move (see _rows_without_tma)
+    "x": [(r"(ct\.load\(x, index=\(tile_m, [^)]*\), shape=\(TILE_M, TILE_K\), padding_mode=ZERO)\)", r"\1, allow_tma=False)")],
+    "residual": [(r"(ct\.load\(residual, index=\(tile_m, tile_n\), shape=\(TILE_M, TILE_N\), padding_mode=ZERO)\)",
+                  r"\1, allow_tma=False)")],
+    "stats": [(r"(shape=\(TILE_M, STATS_BLOCK\), padding_mode=ZERO)\)", r"\1, allow_tma=False)")],
+    "out": [(r"(ct\.store\(out, index=\(tile_m, tile_n\), tile=stored)\)", r"\1, allow_tma=False)"),
+            (r"(tile=ct\.sum\(parts(?: \* parts)?, axis=2\))\)", r"\1, allow_tma=False)")],
+}
+
+
+def _rows_without_tma(kind):  # one-row matmuls move `kind` rows without TMA (run 51 tried all at once)
+    def patch(render):
+        def rendered(template, constants):
+            source = render(template, constants)
+            if template == "matmul" and constants.get("tile_m") == 1:
+                for pattern, replacement in _ROW_ACCESSES[kind]:
+                    source = re.sub(pattern, replacement, source)
+            return source
+        return rendered
+    return {(cutile_export, "render"): patch}
+
+
 def _tile_k(tiles, depth):  # one-row [K, N] tiles (None where a matmul keeps MMA tiles) `depth` deep
     return tiles and {**tiles, "tile_k": depth}
 
@@ -125,6 +147,10 @@ VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value un
     # split attention launches of at most 128 CTAs (batch 8 of 16 or 12 heads: no split)
     "kv-split-ctas-128": {"KV_SPLIT_CTAS": lambda ctas: 128},
     # decode attention does not rotate q and k; the rope kernel does
+    "gemv-x-no-tma": _rows_without_tma("x"),
+    "gemv-residual-no-tma": _rows_without_tma("residual"),
+    "gemv-stats-no-tma": _rows_without_tma("stats"),
+    "gemv-out-no-tma": _rows_without_tma("out"),
     "rope-kernel": {(lower._ProgramLowering, "_fused_ropes"): lambda method: lambda self: {}},
 }
 RESULTS_NOTE = ("runs in order; in each, 'shipped' names the rules (compiler/tiles.py) every variant is patched from; "

@@ -51,10 +51,13 @@ DEEP_K = 2048
 # before the wait instead of 2 (the template's `prefetch`) ran every decode matmul slower (gpt2
 # 295 -> 298 / 318 us, qwen3-0.6b 976 -> 1005 / 1158). Loading their x and residual rows and
 # storing their output rows without TMA (allow_tma=False, which sped up decode attention's rows)
-# ran both steps slower: qwen3-0.6b 761.9 -> 866.7 us, gpt2 226.6 -> 252.5 (not kept). Loading the
-# residual tile before the wait (safe: its writer finishes before the kernel can launch) ran the
-# matmul launches alone slower too (qwen3-0.6b 568.0 -> 580.5 us, step 755.7 -> 760.8; gpt2 231.8
-# -> 234.5); decode attention's seq_lens loaded before its wait was neutral (variants run 51, counting from 0).
+# ran both steps slower: qwen3-0.6b 761.9 -> 866.7 us, gpt2 226.6 -> 252.5. One kind of row at a
+# time (decode_variants run 55, counting from 0): x loads 762.5 -> 844.2 us (gpt2 226.5 -> 246.2),
+# residual loads 770.1 (239.7), statistics loads and output stores within noise (761.8 and 757.3;
+# 228.4 and 225.4). Loading the residual tile before the wait (safe: its writer finishes before
+# the kernel can launch) ran the matmul launches alone slower too (run 51: qwen3-0.6b 568.0 ->
+# 580.5 us, step 755.7 -> 760.8; gpt2 231.8 -> 234.5), and decode attention's seq_lens loaded
+# before its wait was neutral. None kept.
 GEMV_DECODE = {"tile_m": 1, "tile_n": 32, "weight_latency": 1}
 # One-row matmuls on [N, K] weights (passes/store_out_in: narrow projections, gate+up, and those
 # IN_OUT_GEMV_FILL picks) give each CTA TILE_N whole weight rows: 8 where that keeps the CTAs
