@@ -111,6 +111,16 @@ def export_cubin(template, constants, operands, sm, cache_dir):
     taken to be 1 when alignment facts are given. Every template takes arrays only (lengths and
     positions are read from device memory), so there are no scalar parameters."""
     source = render(template, constants)
+    try:
+        return export_source(template, source, operands, sm, cache_dir)
+    except KernelExportError as exc:
+        raise KernelExportError(f"exporting template '{template}' for sm_{sm} with constants {constants} "
+                                f"failed: {exc}") from None
+
+
+def export_source(name, source, operands, sm, cache_dir):
+    """The cubin of the cuTile module `source` (its `kernel`), exported under symbol prefix `name`
+    for `sm` (operands as export_cubin's), through the same cache."""
     key = cache_key(source, operands, sm)
     os.makedirs(cache_dir, exist_ok=True)
     cubin_path, meta_path = (os.path.join(cache_dir, f"{key}.{ext}") for ext in ("cubin", "json"))
@@ -120,16 +130,13 @@ def export_cubin(template, constants, operands, sm, cache_dir):
         with open(cubin_path, "rb") as handle:
             return ExportedKernel(meta["symbol"], meta["block_threads"], handle.read())
     try:
-        symbol, cubin = _compile(template, source, key, operands, sm, cache_dir)
-    except KernelExportError:
-        raise
+        symbol, cubin = _compile(name, source, key, operands, sm, cache_dir)
     except Exception as exc:  # cuTile's own errors carry the compiler output
         detail = " ".join(str(exc).split())[:600]
-        raise KernelExportError(f"exporting template '{template}' for sm_{sm} with constants {constants} "
-                                f"failed: {type(exc).__name__}: {detail}") from None
+        raise KernelExportError(f"{type(exc).__name__}: {detail}") from None
     block = block_threads(cubin, symbol)
     _write_atomic(cubin_path, cubin)
-    _write_atomic(meta_path, json.dumps({"symbol": symbol, "block_threads": block, "template": template,
+    _write_atomic(meta_path, json.dumps({"symbol": symbol, "block_threads": block, "template": name,
                                          "sm": sm}).encode())
     return ExportedKernel(symbol, block, cubin)
 
