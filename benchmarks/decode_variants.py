@@ -146,11 +146,12 @@ VARIANTS = {  # name: {compiler.tiles table, or (owner, attribute): its value un
     "kv-split-short": {"KV_SPLIT_MIN_TILES": lambda tiles: 1},
     # split attention launches of at most 128 CTAs (batch 8 of 16 or 12 heads: no split)
     "kv-split-ctas-128": {"KV_SPLIT_CTAS": lambda ctas: 128},
-    # decode attention does not rotate q and k; the rope kernel does
+    # one-row matmuls load or store one kind of row without TMA (x, residual, norm statistics, output)
     "gemv-x-no-tma": _rows_without_tma("x"),
     "gemv-residual-no-tma": _rows_without_tma("residual"),
     "gemv-stats-no-tma": _rows_without_tma("stats"),
     "gemv-out-no-tma": _rows_without_tma("out"),
+    # decode attention does not rotate q and k; the rope kernel does
     "rope-kernel": {(lower._ProgramLowering, "_fused_ropes"): lambda method: lambda self: {}},
 }
 RESULTS_NOTE = ("runs in order; in each, 'shipped' names the rules (compiler/tiles.py) every variant is patched from; "
