@@ -50,13 +50,14 @@ def compile_plan(graph_path, output_path, options, log=None):
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}
     log(f"lowered {len(programs)} programs, {sum(len(p['launches']) for p in programs.values())} launches, "
         f"{len(lowering.kernels)} distinct kernels")
+    toolchains = []
     if options.sms:
         from compiler.specialize import specialize_kernels
-        specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log)
+        toolchains = specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log)
     source = CheckpointWeights(options.checkpoint) if options.checkpoint else RandomWeights(options.seed)
     weights = _store_weights(lowering, source, output_path, options, log)
     body = {
-        "compiler": {"name": "cgc", "version": compiler.__version__, "cuda_tile": _cuda_tile_version()},
+        "compiler": {"name": "cgc", "version": compiler.__version__, **_toolchain_fields(toolchains)},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": graph.name, "family": graph.family, "graph_file": os.path.basename(graph.source),
                   "dtype": graph.dtype, "config": _plain(graph.config)},
@@ -143,12 +144,13 @@ def _plain(value):
     return value
 
 
-def _cuda_tile_version():
-    try:
-        from importlib.metadata import version
-        return version("cuda-tile")
-    except Exception:  # not installed: a CPU-only compile
-        return None
+def _toolchain_fields(toolchains):
+    """cuda-tile and tileiras versions of the cubins' producer (from the kernel cache entries, so a
+    plan built from a cache filled elsewhere names that machine's toolchain); None without cubins."""
+    def versions(package):
+        found = sorted({toolchain.get(package) or "?" for toolchain in toolchains})
+        return ", ".join(found) if found else None
+    return {"cuda_tile": versions("cuda-tile"), "tileiras": versions("nvidia-cuda-tileiras")}
 
 
 def stderr_log(message):

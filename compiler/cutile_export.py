@@ -1,7 +1,9 @@
 """Render a kernel template, export it to a cubin for one SM through cuTile, cache it on disk.
 
-The cache key hashes the rendered source, the operand signature, the SM and the cuda-tile and
-tileiras versions (read from package metadata), so a warm cache answers without importing
+The cache key hashes the kernel alone: the rendered source, the operand signature and the SM.
+Each entry records the cuda-tile and tileiras versions that produced it; where cuda-tile is
+installed an entry from another toolchain is compiled again, and where it is not (a GPU machine
+that only runs plans) any entry is used, so a cache filled elsewhere serves it without importing
 cuda.tile at all. The block size is read from the cubin (ELF section `.nv.info.<symbol>`,
 attribute EIATTR_REQNTID): the compiler fixes it, and launching with any other fails.
 """
@@ -27,6 +29,10 @@ class KernelExportError(Exception):
     """cuTile or tileiras failed on a kernel (message names template, constants and SM)."""
 
 
+class KernelNotCachedError(KernelExportError):
+    """A kernel is not in the cache and this machine has no cuda-tile to compile it."""
+
+
 @dataclass(frozen=True)
 class ExportedKernel:
     """A cubin with its entry symbol and the block size it must be launched with."""
@@ -34,6 +40,7 @@ class ExportedKernel:
     symbol: str
     block_threads: int
     cubin: bytes
+    toolchain: tuple = ()  # ((package, version), ...) of the cuda-tile and tileiras that produced it
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ def render(template, constants):
 
 @lru_cache(maxsize=1)
 def toolchain_versions():
-    """Versions of cuda-tile and its tileiras compiler (part of every cache key)."""
+    """Installed versions of cuda-tile and its tileiras compiler (None where absent)."""
     from importlib.metadata import PackageNotFoundError, version
     found = {}
     for package in ("cuda-tile", "nvidia-cuda-tileiras"):
@@ -96,10 +103,18 @@ def toolchain_versions():
     return found
 
 
+def toolchain_installed():
+    """Whether this machine can compile kernels (cuda-tile is installed)."""
+    return toolchain_versions().get("cuda-tile") is not None
+
+
+def _toolchain_tuple(versions):
+    return tuple(sorted((package, version) for package, version in versions.items()))
+
+
 def cache_key(source, operands, sm):
-    """Content hash naming a cubin in the cache."""
-    payload = json.dumps([source, [list(o) for o in operands], sm, toolchain_versions()], sort_keys=True,
-                         default=list)
+    """Content hash naming a cubin in the cache: the kernel, not the machine reading the cache."""
+    payload = json.dumps([source, [list(o) for o in operands], sm], sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -113,6 +128,8 @@ def export_cubin(template, constants, operands, sm, cache_dir):
     source = render(template, constants)
     try:
         return export_source(template, source, operands, sm, cache_dir)
+    except KernelNotCachedError:
+        raise
     except KernelExportError as exc:
         raise KernelExportError(f"exporting template '{template}' for sm_{sm} with constants {constants} "
                                 f"failed: {exc}") from None
@@ -122,13 +139,15 @@ def export_source(name, source, operands, sm, cache_dir):
     """The cubin of the cuTile module `source` (its `kernel`), exported under symbol prefix `name`
     for `sm` (operands as export_cubin's), through the same cache."""
     key = cache_key(source, operands, sm)
-    os.makedirs(cache_dir, exist_ok=True)
     cubin_path, meta_path = (os.path.join(cache_dir, f"{key}.{ext}") for ext in ("cubin", "json"))
-    if os.path.exists(cubin_path) and os.path.exists(meta_path):
-        with open(meta_path, encoding="utf-8") as handle:
-            meta = json.load(handle)
-        with open(cubin_path, "rb") as handle:
-            return ExportedKernel(meta["symbol"], meta["block_threads"], handle.read())
+    cached = _read_entry(cubin_path, meta_path)
+    installed = _toolchain_tuple(toolchain_versions())
+    if cached is not None and (not toolchain_installed() or cached.toolchain == installed):
+        return cached
+    if not toolchain_installed():
+        raise KernelNotCachedError(f"kernel {name} for sm_{sm} (cache key {key[:16]}) is not in the cache and "
+                                   f"cuda-tile is not installed here")
+    os.makedirs(cache_dir, exist_ok=True)
     try:
         symbol, cubin = _compile(name, source, key, operands, sm, cache_dir)
     except Exception as exc:  # cuTile's own errors carry the compiler output
@@ -136,9 +155,23 @@ def export_source(name, source, operands, sm, cache_dir):
         raise KernelExportError(f"{type(exc).__name__}: {detail}") from None
     block = block_threads(cubin, symbol)
     _write_atomic(cubin_path, cubin)
-    _write_atomic(meta_path, json.dumps({"symbol": symbol, "block_threads": block, "template": name,
-                                         "sm": sm}).encode())
-    return ExportedKernel(symbol, block, cubin)
+    _write_atomic(meta_path, json.dumps({"symbol": symbol, "block_threads": block, "template": name, "sm": sm,
+                                         "toolchain": dict(installed)}).encode())
+    return ExportedKernel(symbol, block, cubin, installed)
+
+
+def _read_entry(cubin_path, meta_path):
+    """The cached kernel at these paths, or None (absent, or written by an older cgc)."""
+    if not (os.path.exists(cubin_path) and os.path.exists(meta_path)):
+        return None
+    try:
+        with open(meta_path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+        with open(cubin_path, "rb") as handle:
+            cubin = handle.read()
+        return ExportedKernel(meta["symbol"], meta["block_threads"], cubin, _toolchain_tuple(meta["toolchain"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _compile(template, source, key, operands, sm, cache_dir):

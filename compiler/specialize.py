@@ -39,7 +39,8 @@ def alignment_facts(operand):
 
 
 def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
-    """Add SM-specific specs with cubins to `kernels`, and per-target grids to launches."""
+    """Add SM-specific specs with cubins to `kernels`, and per-target grids to launches; returns
+    the toolchains ({package: version}) that produced the cubins."""
     from compiler import cutile_export
     log = log or (lambda message: None)
     cache_dir = cache_dir or DEFAULT_CACHE
@@ -65,19 +66,38 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
     pending = kernels[generic_count:]
     log(f"exporting {len(pending)} kernels for {', '.join(f'sm_{sm}' for sm in sms)} (cache: {cache_dir})")
     started = time.perf_counter()
-    done = [0]
+    done, missing, toolchains = [0], [], set()
 
     def export(spec):
         operands = [tuple(entry[:3]) + (tuple(entry[3]),) for entry in spec["signature"]]
         try:
             exported = cutile_export.export_cubin(spec["template"], spec["constants"], operands, spec["sm"], cache_dir)
+        except cutile_export.KernelNotCachedError:
+            missing.append(spec)
+            return
         except cutile_export.KernelExportError as exc:
             raise CompileError(str(exc)) from None
         spec["cubins"][f"sm_{spec['sm']}"] = {"symbol": exported.symbol, "block": [exported.block_threads, 1, 1],
                                               "image": exported.cubin}
+        toolchains.add(exported.toolchain)
         done[0] += 1
         log(f"[{done[0]}/{len(pending)}] {spec['template']} sm_{spec['sm']}")
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         list(pool.map(export, pending))
+    if missing:
+        raise CompileError(_missing_message(missing, len(pending), cache_dir))
     log(f"kernels ready in {time.perf_counter() - started:.1f} s")
+    return [dict(toolchain) for toolchain in sorted(toolchains)]
+
+
+def _missing_message(missing, total, cache_dir):
+    """One line naming the kernels a cache without cuda-tile could not supply."""
+    counts = {}
+    for spec in missing:
+        name = f"{spec['template']} sm_{spec['sm']}"
+        counts[name] = counts.get(name, 0) + 1
+    listed = ", ".join(f"{name} x{count}" if count > 1 else name for name, count in sorted(counts.items()))
+    return (f"{len(missing)} of {total} kernels are not in the kernel cache {cache_dir} and cuda-tile is not "
+            f"installed here ({listed}); compile the same plan once where cuda-tile is installed "
+            f"(pip install 'cuda-tile[tileiras]') and copy that cache here, or install cuda-tile")

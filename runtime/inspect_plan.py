@@ -14,7 +14,7 @@ def describe(plan):
         f"plan       {plan.get('path', '')}",
         f"model      {model['name']} ({model['family']}), {model['dtype']}, from {model['graph_file']}",
         f"compiler   cgc {plan['compiler']['version']}, cuda-tile {plan['compiler']['cuda_tile'] or '-'}, "
-        f"created {plan['created']}",
+        f"tileiras {plan['compiler'].get('tileiras') or '-'}, created {plan['created']}",
         f"targets    {', '.join(f'sm_{sm}' for sm in plan['targets']) or 'none (CPU executor only)'}",
         f"limits     max batch {limits['max_batch']}, max seq {limits['max_seq']}, "
         f"prefill buckets {limits['prefill_buckets']}",

@@ -7,7 +7,8 @@ A plan file is a msgpack map (the envelope):
     body_sha256  hex sha256 of `body`
     body         bytes: msgpack of the plan body below
 Body (all plain maps, lists, strings, numbers and bytes):
-    compiler     {name: "cgc", version, cuda_tile: version or None}
+    compiler     {name: "cgc", version, cuda_tile, tileiras: versions of the toolchain that produced
+                 the cubins (recorded in the kernel cache entries), or None in CPU-only plans}
     created      ISO-8601 UTC time of compilation
     model        {name, family, graph_file, dtype, config: {symbol: value}}
     targets      [SM numbers the kernels were exported for, e.g. 90]; may be empty (CPU only)
