@@ -1,9 +1,12 @@
 """The compile driver: graph YAML -> passes -> lowering -> (kernels) -> weights -> plan file."""
 
+import collections
 import datetime
+import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +19,7 @@ from compiler.plan_writer import write_external_weights, write_plan
 from compiler.weights import CheckpointWeights, RandomWeights, build_weight, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
+BUILD_BUDGET = 1 << 31  # float32 bytes of weights being built at once (peak RSS stays under 4 GB)
 
 
 @dataclass
@@ -113,8 +117,7 @@ def _store_weights(lowering, source, output_path, options, log):
         offset, nbytes = lowering.weight_layout[name]
         table.append({"name": name, "shape": list(weight.shape), "dtype": weight.dtype, "offset": offset,
                       "nbytes": nbytes, "row_stride": lowering.row_stride(name), "recipe": _plain(weight.recipe)})
-    encoded = (encode(build_weight(lowering.weights, name, source), lowering.weights[name].dtype)
-               for name in lowering.stored)
+    encoded = _encoded_weights(lowering, source)
     total = lowering.weights_bytes
     external = options.weights_storage == "external" or (options.weights_storage == "auto" and total > EMBED_LIMIT)
     if external:
@@ -125,6 +128,27 @@ def _store_weights(lowering, source, output_path, options, log):
         log(f"wrote weights to {file_name} ({total / 1e6:.1f} MB)")
         return {"storage": "external", "file": file_name, "sha256": digest, "table": table}
     return {"storage": "embedded", "blob": region_image(table, encoded, total).tobytes(), "table": table}
+
+
+def _encoded_weights(lowering, source):
+    """Each stored weight in storage bytes, in table order, built and encoded on every core with
+    at most BUILD_BUDGET bytes of float32 in flight (a 7B model's are 15 GB; its largest is 2.2)."""
+    def build(name):
+        return encode(build_weight(lowering.weights, name, source), lowering.weights[name].dtype)
+
+    workers = os.cpu_count() or 1
+    pending, in_flight = collections.deque(), 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name in lowering.stored:
+            size = 4 * math.prod(lowering.weights[name].shape)
+            while pending and (in_flight + size > BUILD_BUDGET or len(pending) >= workers):
+                done, done_size = pending.popleft()
+                in_flight -= done_size
+                yield done.result()
+            pending.append((pool.submit(build, name), size))
+            in_flight += size
+        while pending:
+            yield pending.popleft()[0].result()
 
 
 def region_image(table, arrays, total):

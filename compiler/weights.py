@@ -8,6 +8,7 @@ import glob
 import hashlib
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -55,8 +56,12 @@ class CheckpointWeights:
         return to_float32(handle.array(key), dtype) if dtype != "float64" else handle.array(key).astype(np.float32)
 
 
+RANDOM_BLOCK = 1 << 24  # elements per independently seeded block of a large random tensor
+
+
 class RandomWeights:
-    """Seeded random init at realistic scale; each tensor depends only on (seed, name)."""
+    """Seeded random init at realistic scale; each tensor depends only on (seed, name). Tensors
+    above RANDOM_BLOCK elements draw each block from its own stream, on every core, in place."""
 
     def __init__(self, seed=0):
         self.seed = seed
@@ -64,16 +69,33 @@ class RandomWeights:
     def get(self, name, shape, init="normal"):
         """A float32 tensor: N(0, 0.02) weights, 1 + N(0, 0.05) norm scales, N(0, 0.02) biases."""
         digest = hashlib.sha256(f"{self.seed}:{name}".encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-        values = rng.standard_normal(shape, dtype=np.float32)
+        seed = int.from_bytes(digest[:8], "little")
+        size = math.prod(shape)
+        if size <= RANDOM_BLOCK:
+            values = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        else:
+            values = np.empty(size, dtype=np.float32)
+
+            def draw(start):  # numpy releases the GIL while it fills
+                block = values[start:start + RANDOM_BLOCK]
+                np.random.default_rng([seed, start // RANDOM_BLOCK]).standard_normal(out=block, dtype=np.float32)
+
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                list(pool.map(draw, range(0, size, RANDOM_BLOCK)))
+            values = values.reshape(shape)
         if init == "norm":
-            return 1.0 + 0.05 * values
-        return 0.02 * values
+            values *= 0.05
+            values += 1.0
+        else:
+            values *= 0.02
+        return values
 
 
 def build_weight(weights, name, source):
     """The float32 array of weight `name`, made by its recipe (sources rebuilt, not cached,
-    so that only one stored tensor and its parts are in memory at a time)."""
+    so that only one stored tensor and its parts are in memory at a time). A source's `get`
+    returns a new array, so recipes scale it in place; a transpose is a view (encode() lays it
+    out), which keeps a 7B model's largest tensor to one float32 copy."""
     weight = weights[name]
     kind = weight.recipe[0]
     if kind == "checkpoint":
@@ -81,7 +103,7 @@ def build_weight(weights, name, source):
             return source.get(weight.recipe[1], weight.shape, weight.init)
         return source.get(weight.recipe[1], weight.shape)
     if kind == "transpose":
-        return np.ascontiguousarray(build_weight(weights, weight.recipe[1], source).T)
+        return build_weight(weights, weight.recipe[1], source).T
     if kind == "concat":
         parts = [build_weight(weights, part, source) for part in weight.recipe[1]]
         return np.concatenate(parts, axis=weight.recipe[2])
@@ -89,8 +111,10 @@ def build_weight(weights, name, source):
         _, base, scale, center = weight.recipe
         folded = build_weight(weights, base, source)
         if scale is not None:
-            folded = build_weight(weights, scale, source)[:, None] * folded
-        return folded - folded.mean(axis=0, keepdims=True) if center else folded
+            folded *= build_weight(weights, scale, source)[:, None]
+        if center:
+            folded -= folded.mean(axis=0, keepdims=True)
+        return folded
     if kind == "fold_bias":
         _, base, shift, bias = weight.recipe
         folded = build_weight(weights, shift, source) @ build_weight(weights, base, source)

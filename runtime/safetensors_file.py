@@ -86,7 +86,7 @@ def write_safetensors(path_or_handle, specs, arrays):
         for (name, (dtype, shape)), array in zip(specs.items(), arrays):
             if tuple(array.shape) != tuple(shape):
                 raise ValueError(f"tensor '{name}' has shape {array.shape}, header says {tuple(shape)}")
-            handle.write(np.ascontiguousarray(array).tobytes())
+            handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
     finally:
         if isinstance(path_or_handle, str):
             handle.close()

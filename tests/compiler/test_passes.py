@@ -206,9 +206,9 @@ def test_fold_norms_weights_match_the_norm():
               "beta": rng.standard_normal(width).astype(np.float32),
               "b": rng.standard_normal(features).astype(np.float32)}
 
-    class Source:
+    class Source:  # like every weight source, hands out arrays the recipes may scale in place
         def get(self, name, shape, init="normal"):
-            return values[name]
+            return values[name].copy()
 
     weights = {name: Weight(name, ("checkpoint", name), shape=value.shape) for name, value in values.items()}
     weights["w'"] = Weight("w'", ("fold_scale", "w", "g", True))
