@@ -17,6 +17,7 @@ from runtime.dtypes import itemsize, storage_dtype, to_float32
 from runtime.errors import DeviceError, PlanError
 from runtime.plan import weights_image
 from runtime.sampling import neutral_params
+from runtime.weight_upload import BLOCK_BYTES, stream_weights
 
 
 def _import_cupy():
@@ -86,9 +87,30 @@ class CupyExecutor:
                               f"{free / 1e9:.2f} of {total / 1e9:.2f} GB free") from None
         for name, memory in self.regions.items():
             memory.memset(0, memory.mem.size)
-        image = np.frombuffer(weights_image(self.plan), dtype=np.uint8)
-        self.regions["weights"].copy_from_host(image.ctypes.data, image.size)
+        if self.plan["weights"]["storage"] == "external":
+            self._upload_external()
+        else:
+            image = np.frombuffer(weights_image(self.plan), dtype=np.uint8)
+            self.regions["weights"].copy_from_host(image.ctypes.data, image.size)
         self.pointers = {name: int(memory.ptr) for name, memory in self.regions.items()}
+
+    def _upload_external(self):
+        """Copy the external weights file to the weights region in one read, through two pinned
+        blocks (runtime/weight_upload.py)."""
+        runtime = self.cupy.cuda.runtime
+        base = int(self.regions["weights"].ptr)
+        pinned = [self.cupy.cuda.alloc_pinned_memory(BLOCK_BYTES) for _ in range(2)]
+        buffers = [np.frombuffer(memory, dtype=np.uint8, count=BLOCK_BYTES) for memory in pinned]
+
+        def copy(offset, block, rows, row_bytes, stride_bytes):
+            source = np.frombuffer(block, dtype=np.uint8).ctypes.data
+            if row_bytes == stride_bytes:
+                runtime.memcpy(base + offset, source, rows * row_bytes, runtime.memcpyHostToDevice)
+            else:
+                runtime.memcpy2D(base + offset, stride_bytes, source, row_bytes, row_bytes, rows,
+                                 runtime.memcpyHostToDevice)
+
+        stream_weights(self.plan, copy, BLOCK_BYTES, buffers)
 
     def _view(self, operand):
         cupy = self.cupy

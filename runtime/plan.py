@@ -134,24 +134,9 @@ def weights_image(body):
 def _external_image(body):
     import numpy as np
 
-    from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
-    weights = body["weights"]
-    path = os.path.join(os.path.dirname(body.get("path", ".")), weights["file"])
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 24), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != weights["sha256"]:
-            raise PlanError(f"{path}: weights file does not match the plan (sha256 mismatch); recompile")
-        tensors = SafetensorsFile(path)
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read the plan's weights file: {exc.strerror}") from None
-    except SafetensorsFormatError as exc:
-        raise PlanError(str(exc)) from None
+    from runtime.weight_upload import place_into, stream_weights
     image = np.zeros(body["regions"]["weights"], dtype=np.uint8)
-    for entry in weights["table"]:
-        place_weight(image, entry, tensors.array(entry["name"]))
+    stream_weights(body, place_into(image))
     return image
 
 
