@@ -1,21 +1,24 @@
 """Decode-throughput benchmark on the GPU: cgc vs a PyTorch CUDA-graph loop and HF transformers.
 
-Workloads (issue 4): GPT-2 124M fp16 and Qwen3-0.6B bf16, batch 1 and 8, a 16-token random
-prompt, then a fixed number of greedy new tokens (EOS ignored). All peers share one set of random
-weights (a HF checkpoint written first, which cgc compiles; one plan per model and batch). The
+Workloads: GPT-2 124M fp16 and Qwen3-0.6B bf16 (default), Llama-3.2-1B, the Qwen2-7B decoder and
+a Llama-3.1-8B-shaped model (bf16), batch 1 and 8, a 16-token random prompt, then a fixed number of
+greedy new tokens (EOS ignored). All peers share one set of random weights (a HF checkpoint written
+first, on the GPU for the large models, which cgc compiles; one plan per model and batch). The
 floor is the weight-read bound: batch / (weight bytes per step / copy bandwidth measured here).
-Writes benchmarks/results/decode-<gpu>.json and .png.
+Writes benchmarks/results/decode-<gpu>[-<tag>].json and .png.
 
-    python benchmarks/decode.py [--models gpt2,qwen3] [--batches 1,8] [--new-tokens 128] [--skip-hf]
+    python benchmarks/decode.py [--models gpt2,qwen3] [--batches 1,8] [--new-tokens 128] [--skip-hf] [--tag T]
     python benchmarks/decode.py --export-only 90   # fill the kernel cache (CGC_CACHE_DIR) where tileiras works
 
 The cache keys depend on the plan's shapes, so export with the same --models, --batches and
---new-tokens (it sets the plan's max sequence) as the run.
+--new-tokens (it sets the plan's max sequence) as the run. The large models export from one-layer
+plans of their presets (every layer runs the same kernels), so no 15 GB checkpoint is written.
 """
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
 
+LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                   original_max_position_embeddings=8192)
 MODELS = {
     "gpt2": {"name": "gpt2-124M", "graph": "gpt2", "preset": "gpt2", "dtype": "float16",
              "config": "GPT2Config", "class": "GPT2LMHeadModel", "kwargs": dict(vocab_size=50257)},
@@ -34,6 +39,23 @@ MODELS = {
               "kwargs": dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                              num_attention_heads=16, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
                              rope_theta=1e6, tie_word_embeddings=True, max_position_embeddings=40960)},
+    "llama-1b": {"name": "llama-3.2-1B", "graph": "llama", "preset": "llama-3.2-1b", "dtype": "bfloat16",
+                 "config": "LlamaConfig", "class": "LlamaForCausalLM", "large": True,
+                 "kwargs": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
+                                rope_theta=500000.0, rope_scaling=LLAMA3_ROPE, tie_word_embeddings=True,
+                                max_position_embeddings=131072)},
+    "qwen2-7b": {"name": "qwen2-7B-decoder", "graph": "qwen2", "preset": "qwen2-7b-decoder", "dtype": "bfloat16",
+                 "config": "Qwen2Config", "class": "Qwen2ForCausalLM", "large": True,
+                 "kwargs": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                                num_attention_heads=28, num_key_value_heads=4, rms_norm_eps=1e-6, rope_theta=1e6,
+                                tie_word_embeddings=False, max_position_embeddings=32768)},
+    "llama-8b": {"name": "llama-3.1-8B-shaped", "graph": "llama", "preset": "llama-3.1-8b", "dtype": "bfloat16",
+                 "config": "LlamaConfig", "class": "LlamaForCausalLM", "large": True,
+                 "kwargs": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5,
+                                rope_theta=500000.0, rope_scaling=dict(LLAMA3_ROPE, factor=8.0),
+                                tie_word_embeddings=False, max_position_embeddings=131072)},
 }
 PROMPT = 16
 WEIGHT_STD = 0.05  # as tests/hf_reference.py: varied greedy tokens, logits well inside fp16/bf16 range
@@ -57,7 +79,9 @@ def build_checkpoint(key, directory):
     model = MODELS[key]
     config = getattr(transformers, model["config"])(**model["kwargs"])
     torch.manual_seed(0)
-    hf = getattr(transformers, model["class"])(config).eval()
+    device = "cuda" if model.get("large") and torch.cuda.is_available() else "cpu"  # CPU init of 7B takes minutes
+    with torch.device(device):
+        hf = getattr(transformers, model["class"])(config).eval()
     with torch.no_grad():
         for name, param in hf.named_parameters():
             if "norm" not in name and ".ln_" not in name:
@@ -67,10 +91,11 @@ def build_checkpoint(key, directory):
     return hf
 
 
-def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path):
+def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, overrides=None):
     """Compile the cgc plan of (model, batch) from `checkpoint`; returns seconds taken."""
     model = MODELS[key]
-    options = CompileOptions(preset=model["preset"], checkpoint=checkpoint, dtype=model["dtype"], sms=(sm,),
+    options = CompileOptions(preset=model["preset"], checkpoint=checkpoint, overrides=overrides or {},
+                             dtype=model["dtype"], sms=(sm,),
                              max_batch=batch, max_seq=max_seq(new_tokens), prefill_buckets=(PROMPT,),
                              cache_dir=os.environ.get("CGC_CACHE_DIR"))
     started = time.perf_counter()
@@ -89,7 +114,13 @@ def built_checkpoints(keys, workdir):
 
 def export_only(sm, keys, batches, new_tokens, workdir):
     """Fill the kernel cache with every cubin the benchmark needs (on a machine with tileiras)."""
-    for key, checkpoint in built_checkpoints(keys, workdir):
+    for key in [key for key in keys if MODELS[key].get("large")]:
+        for batch in batches:
+            _say(f"compiling one layer of {MODELS[key]['name']} batch {batch} for sm_{sm}")
+            compile_model(key, batch, new_tokens, sm, None, os.path.join(workdir, f"{key}-{batch}.plan"),
+                          {"num_hidden_layers": 1})
+            os.remove(os.path.join(workdir, f"{key}-{batch}.plan"))
+    for key, checkpoint in built_checkpoints([key for key in keys if not MODELS[key].get("large")], workdir):
         for batch in batches:
             _say(f"compiling {MODELS[key]['name']} batch {batch} for sm_{sm}")
             compile_model(key, batch, new_tokens, sm, checkpoint, os.path.join(workdir, f"{key}-{batch}.plan"))
@@ -120,22 +151,27 @@ def weight_bytes(hf):
 
 
 def measure_cgc(plan_path, prompts, new_tokens):
-    """(decode tokens/s, new tokens [B, new_tokens]) of cgc's generate, after one warm-up (graph capture)."""
+    """(decode tokens/s, new tokens [B, new_tokens], seconds to open the plan) of cgc's generate,
+    after one warm-up (graph capture)."""
     from runtime.generate import generate
     from runtime.session import open_plan
+    started = time.perf_counter()
     executor = open_plan(plan_path, device="gpu")
+    load_s = time.perf_counter() - started
     try:
         generate(executor, prompts, new_tokens)
         result = generate(executor, prompts, new_tokens)
     finally:
         executor.close()
-    return len(prompts) * (new_tokens - 1) / result.decode_seconds, np.array(result.tokens)
+    return len(prompts) * (new_tokens - 1) / result.decode_seconds, np.array(result.tokens), load_s
 
 
 def measure_torch(key, hf, prompt, new_tokens):
     """(decode tokens/s, new tokens) of the PyTorch static-cache decoder, one CUDA graph per step."""
     from benchmarks.torch_decode import DECODERS, greedy_decode
-    decoder = DECODERS[key](hf.state_dict(), hf.config, prompt.shape[0], max_seq(new_tokens))
+    rotary = getattr(getattr(hf, "model", None), "rotary_emb", None)
+    extra = {"inv_freq": rotary.inv_freq} if rotary is not None else {}
+    decoder = DECODERS[MODELS[key]["graph"]](hf.state_dict(), hf.config, prompt.shape[0], max_seq(new_tokens), **extra)
     tokens, seconds = greedy_decode(decoder, prompt, new_tokens)
     return prompt.shape[0] * (new_tokens - 1) / seconds, tokens.numpy()
 
@@ -180,7 +216,7 @@ def run_model(key, args, sm, bandwidth, workdir):
         prompt = torch.tensor(prompts, device="cuda")
         rates, tokens = {}, {}
         _say(f"measuring cgc, {model['name']} batch {batch}")
-        rates["cgc"], tokens["cgc"] = measure_cgc(plan_path, prompts.tolist(), args.new_tokens)
+        rates["cgc"], tokens["cgc"], load_s = measure_cgc(plan_path, prompts.tolist(), args.new_tokens)
         _say(f"measuring pytorch cuda-graph, {model['name']} batch {batch}")
         with torch.no_grad():
             rates[PEERS[1]], tokens[PEERS[1]] = measure_torch(key, hf, prompt, args.new_tokens)
@@ -199,7 +235,7 @@ def run_model(key, args, sm, bandwidth, workdir):
                      "tokens_per_s": rates, "cgc_speedup": {peer: rates["cgc"] / rate for peer, rate in rates.items()},
                      "floor_tokens_per_s": batch * bandwidth / step_bytes,
                      "floor_fraction": {peer: rate * step_bytes / (batch * bandwidth) for peer, rate in rates.items()},
-                     "weight_bytes_per_step": step_bytes, "compile_s": compile_s,
+                     "weight_bytes_per_step": step_bytes, "compile_s": compile_s, "load_s": load_s,
                      f"greedy_mismatches_first_{CHECK_TOKENS}_tokens": check})
     del hf
     torch.cuda.empty_cache()
@@ -215,6 +251,9 @@ def main():
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
+    parser.add_argument("--tag", help="suffix of the results file names (decode-<gpu>-<tag>.json)")
+    parser.add_argument("--workdir", help="where checkpoints and plans are written (default: a temp dir; "
+                                          "/dev/shm suits the large models)")
     args = parser.parse_args()
     args.models = args.models.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -232,12 +271,13 @@ def main():
     bandwidth = copy_bandwidth()
     _say(f"{device}: copy bandwidth {bandwidth / 1e12:.2f} TB/s")
     rows = []
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for key in args.models:
             rows.extend(run_model(key, args, sm, bandwidth, workdir))
+            shutil.rmtree(os.path.join(workdir, key), ignore_errors=True)
     _print_table(rows, device, bandwidth)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "decode-" + device.lower().replace(" ", "-"))
+    stem = os.path.join(args.out, "decode-" + device.lower().replace(" ", "-") + (f"-{args.tag}" if args.tag else ""))
     with open(stem + ".json", "w") as handle:
         json.dump({"device": device, "sm": sm, "copy_bandwidth_bytes_per_s": bandwidth,
                    "tokens_per_s": "batch * (new tokens - 1) / decode time; HF's decode time is the time of "

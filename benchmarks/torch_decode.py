@@ -1,4 +1,5 @@
-"""Plain PyTorch GPT-2 and Qwen3 decoders over Hugging Face state dicts: the decode peer.
+"""Plain PyTorch GPT-2 and Llama-family (Llama, Qwen2, Qwen3) decoders over Hugging Face state
+dicts: the decode peer.
 
 gpt-fast style: a static preallocated KV cache, K/V written at the step's position with
 index_copy_, attention over the whole cache masked by position, greedy argmax on the device, and
@@ -60,25 +61,33 @@ class GPT2Decoder:
         return self._ln(x[:, -1], "ln_f") @ self.w["wte.weight"].t()
 
 
-class Qwen3Decoder:
-    """Qwen3 over HF Qwen3ForCausalLM tensors ([out, in]); q/k/v and gate/up are concatenated once here."""
+class LlamaFamilyDecoder:
+    """Llama, Qwen2 (q/k/v biases) and Qwen3 (q/k RMSNorm) over HF *ForCausalLM tensors ([out, in]);
+    q/k/v and gate/up are concatenated once here. `inv_freq` is the HF model's rotary frequencies
+    (llama3 scaling included); without it, plain RoPE from the config's theta."""
 
-    def __init__(self, state, config, batch, max_seq):
+    def __init__(self, state, config, batch, max_seq, inv_freq=None):
         self.w = {k.removeprefix("model."): v for k, v in state.items()}
         self.n_layer, self.eps = config.num_hidden_layers, config.rms_norm_eps
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.head_dim = config.head_dim
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.qk_norm = "layers.0.self_attn.q_norm.weight" in self.w
         for i in range(self.n_layer):
             prefix = f"layers.{i}"
             self.w[f"{prefix}.qkv_weight"] = torch.cat([self.w[f"{prefix}.self_attn.{p}_proj.weight"]
                                                         for p in ("q", "k", "v")])
+            if f"{prefix}.self_attn.q_proj.bias" in self.w:
+                self.w[f"{prefix}.qkv_bias"] = torch.cat([self.w[f"{prefix}.self_attn.{p}_proj.bias"]
+                                                          for p in ("q", "k", "v")])
             self.w[f"{prefix}.gate_up_weight"] = torch.cat([self.w[f"{prefix}.mlp.{p}_proj.weight"]
                                                             for p in ("gate", "up")])
         embedding = self.w["embed_tokens.weight"]
         self.lm_head = embedding if config.tie_word_embeddings else self.w["lm_head.weight"]
         # transformers 5 keeps theta in rope_parameters, 4 in rope_theta
-        theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or config.rope_theta
-        inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        if inv_freq is None:
+            theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or config.rope_theta
+            inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        inv_freq = inv_freq.float().cpu()
         angles = torch.outer(torch.arange(max_seq, dtype=torch.float32), inv_freq).repeat(1, 2).to(embedding.device)
         self.cos, self.sin = angles.cos().to(embedding.dtype), angles.sin().to(embedding.dtype)
         self.cache = KVCache(self.n_layer, batch, self.kv_heads, max_seq, self.head_dim, embedding.dtype,
@@ -102,9 +111,13 @@ class Qwen3Decoder:
         for i in range(self.n_layer):
             prefix = f"layers.{i}"
             h = self._rms(x, f"{prefix}.input_layernorm.weight")
-            q, k, v = F.linear(h, self.w[f"{prefix}.qkv_weight"]).split([q_size, kv_size, kv_size], dim=-1)
-            q = self._rms(q.view(batch, seq, self.heads, -1), f"{prefix}.self_attn.q_norm.weight").transpose(1, 2)
-            k = self._rms(k.view(batch, seq, self.kv_heads, -1), f"{prefix}.self_attn.k_norm.weight").transpose(1, 2)
+            qkv = F.linear(h, self.w[f"{prefix}.qkv_weight"], self.w.get(f"{prefix}.qkv_bias"))
+            q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
+            q, k = q.view(batch, seq, self.heads, -1), k.view(batch, seq, self.kv_heads, -1)
+            if self.qk_norm:
+                q, k = (self._rms(q, f"{prefix}.self_attn.q_norm.weight"),
+                        self._rms(k, f"{prefix}.self_attn.k_norm.weight"))
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
             v = v.view(batch, seq, self.kv_heads, -1).transpose(1, 2)
             a = self.cache.attend(i, positions, self._rope(q, cos, sin), self._rope(k, cos, sin), v)
             x = x + F.linear(a.transpose(1, 2).reshape(batch, seq, -1), self.w[f"{prefix}.self_attn.o_proj.weight"])
@@ -114,7 +127,8 @@ class Qwen3Decoder:
         return self._rms(x[:, -1], "norm.weight") @ self.lm_head.t()
 
 
-DECODERS = {"gpt2": GPT2Decoder, "qwen3": Qwen3Decoder}
+DECODERS = {"gpt2": GPT2Decoder, "llama": LlamaFamilyDecoder, "qwen2": LlamaFamilyDecoder,
+            "qwen3": LlamaFamilyDecoder}
 
 
 def greedy_decode(decoder, prompt, new_tokens):
