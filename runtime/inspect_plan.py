@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+from runtime.step_bytes import decode_weight_bytes, kv_bytes_per_position
+
 
 def _mb(nbytes):
     return f"{nbytes / 1e6:.2f} MB"
@@ -53,8 +55,29 @@ def describe(plan):
         f"  scratch    {_mb(regions['scratch'])} (split decode attention's partial results)",
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
-        "",
-        "passes",
     ]
+    lines += _decode_step(plan)
+    lines += ["", "passes"]
     lines += [f"  {name:<17} {summary}" for name, summary in plan["passes"]]
+    return lines
+
+
+def _decode_step(plan):
+    """Lines on what a decode step reads and, per target, the device's memory-bandwidth floor."""
+    weight_bytes = decode_weight_bytes(plan)
+    if not weight_bytes:
+        return []
+    batch = plan["programs"]["decode"]["batch"]
+    lines = ["", "decode step",
+             f"  weights    {_mb(weight_bytes)} read per step (gathered tables count one row a sequence)",
+             f"  kv cache   {kv_bytes_per_position(plan) / 1e3:.1f} KB more per cached position of each sequence"]
+    for sm in plan["targets"]:
+        device = (plan.get("devices") or {}).get(f"sm_{sm}") or {}
+        where = f"sm_{sm}, {device['sm_count']} SMs" if device.get("sm_count") else f"sm_{sm}"
+        if device.get("bandwidth_gbs"):
+            floor = batch * device["bandwidth_gbs"] * 1e9 / weight_bytes
+            lines.append(f"  {where} ({device['title']}, {device['bandwidth_gbs']:g} GB/s): floor "
+                         f"{floor:,.0f} tokens/s at batch {batch} (weights alone)")
+        else:
+            lines.append(f"  {where}: no device named, no floor (compile with --gpu NAME)")
     return lines
