@@ -65,6 +65,7 @@ class CupyExecutor:
             name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
             raise DeviceError(f"{plan.get('path', 'plan')}: has kernels for {have}, but this GPU ({name}) is "
                               f"{target}; recompile with --sm {self.sm}")
+        self.mismatch = self._sm_count_mismatch(target)
         self._allocate()
         self._functions = {}
         self._modules = []
@@ -73,6 +74,17 @@ class CupyExecutor:
         self._graphs = {}
         if plan.get("generation"):
             self.write(plan["generation"]["params"], neutral_params(plan["limits"]["max_batch"]))
+
+    def _sm_count_mismatch(self, target):
+        """A note when the plan's tile rules assumed another SM count than this GPU has, else None."""
+        recorded = ((self.plan.get("devices") or {}).get(target) or {}).get("sm_count")
+        properties = self.cupy.cuda.runtime.getDeviceProperties(self.cupy.cuda.Device().id)
+        actual = properties["multiProcessorCount"]
+        if not recorded or recorded == actual:
+            return None
+        return (f"{self.plan.get('path', 'plan')}: its {target} kernels were tiled for {recorded} SMs, this GPU "
+                f"({properties['name'].decode()}) has {actual}: results are right, speed may not be; "
+                f"recompile with --sm {self.sm}:{actual} or --gpu NAME")
 
     def _allocate(self):
         cupy = self.cupy

@@ -23,7 +23,10 @@ def open_plan(path, device="auto", quiet=False):
     use_gpu = device == "gpu" or (device == "auto" and plan["targets"] and gpu_available())
     if use_gpu:
         from runtime.cupy_executor import CupyExecutor
-        return CupyExecutor(plan)
+        executor = CupyExecutor(plan)
+        if executor.mismatch and not quiet:
+            print(f"cgc: warning: {executor.mismatch}", file=sys.stderr)
+        return executor
     if not quiet:
         reason = ("--device cpu" if device == "cpu" else
                   "the plan has no GPU kernels (compile with --sm)" if not plan["targets"] else "no GPU found")
