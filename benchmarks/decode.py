@@ -271,19 +271,23 @@ def main():
     bandwidth = copy_bandwidth()
     _say(f"{device}: copy bandwidth {bandwidth / 1e12:.2f} TB/s")
     rows = []
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "decode-" + device.lower().replace(" ", "-") + (f"-{args.tag}" if args.tag else ""))
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for key in args.models:
             rows.extend(run_model(key, args, sm, bandwidth, workdir))
             shutil.rmtree(os.path.join(workdir, key), ignore_errors=True)
+            _write_results(stem + ".json", device, sm, bandwidth, rows)  # after each model: a cut-off run keeps them
     _print_table(rows, device, bandwidth)
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "decode-" + device.lower().replace(" ", "-") + (f"-{args.tag}" if args.tag else ""))
-    with open(stem + ".json", "w") as handle:
+    _chart(rows, device, stem + ".png")
+
+
+def _write_results(path, device, sm, bandwidth, rows):
+    with open(path, "w") as handle:
         json.dump({"device": device, "sm": sm, "copy_bandwidth_bytes_per_s": bandwidth,
                    "tokens_per_s": "batch * (new tokens - 1) / decode time; HF's decode time is the time of "
                                    "hf_new_tokens new tokens minus the time of 1 (prefill + first token)",
                    "results": rows}, handle, indent=2)
-    _chart(rows, device, stem + ".png")
 
 
 def _print_table(rows, device, bandwidth):

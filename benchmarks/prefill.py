@@ -1,0 +1,194 @@
+"""Time to first token for long prompts on the GPU: cgc's chunked prefill against PyTorch (HF
+transformers with SDPA attention) run eagerly, through torch.compile, and captured in a CUDA graph.
+
+Models as in benchmarks/decode.py (default: qwen3, llama-1b, qwen2-7b; bf16, random weights shared
+by every peer), batch 1, random prompts of 512, 2048 and 8192 tokens. cgc's plans hold prefill
+buckets of 512 and 2048 positions: a longer prompt runs as 2048-token chunks over the growing
+cache. Time to first token (TTFT) is from the prompt's ids on the host to the first new id on the
+host: cgc's `generate(..., 1)`; for the peers one forward pass with `logits_to_keep=1`, then argmax
+(eager keeps HF's KV cache; the compiled and graph-captured peers run without one). Median of
+--reps runs after warm-up. Writes benchmarks/results/prefill-<gpu>.json.
+
+    python benchmarks/prefill.py [--models qwen3,llama-1b,qwen2-7b] [--lengths 512,2048,8192] [--skip-compile]
+    python benchmarks/prefill.py --export-only 90   # fill the kernel cache where tileiras works
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.decode import MODELS, build_checkpoint  # noqa: E402
+from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
+
+BUCKETS = (512, 2048)
+PEERS = ("cgc", "pytorch eager", "torch.compile", "pytorch cuda-graph")
+
+
+def _say(message):
+    print(f"prefill: {message}", file=sys.stderr, flush=True)
+
+
+def plan_options(key, lengths, sm, checkpoint=None, overrides=None):
+    """One-sequence plan holding the longest prompt plus its first token."""
+    longest = max(lengths)
+    return CompileOptions(preset=MODELS[key]["preset"], checkpoint=checkpoint, overrides=overrides or {},
+                          dtype=MODELS[key]["dtype"], sms=(sm,), max_batch=1, max_seq=256 * -(-(longest + 1) // 256),
+                          prefill_buckets=tuple(b for b in BUCKETS if b <= longest),
+                          cache_dir=os.environ.get("CGC_CACHE_DIR"))
+
+
+def export_only(sm, keys, lengths, workdir):
+    """Fill the kernel cache from one-layer plans of each model's preset (same kernels as the run)."""
+    for key in keys:
+        _say(f"compiling one layer of {MODELS[key]['name']} for sm_{sm}")
+        path = os.path.join(workdir, f"{key}.plan")
+        compile_plan(MODELS[key]["graph"], path, plan_options(key, lengths, sm, overrides={"num_hidden_layers": 1}),
+                     log=stderr_log)
+        for leftover in (path, os.path.splitext(path)[0] + ".weights.safetensors"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
+def _median_seconds(run, reps):
+    run()
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure_cgc(plan_path, prompt, reps):
+    from runtime.generate import generate
+    from runtime.session import open_plan
+    executor = open_plan(plan_path, device="gpu")
+    try:
+        token = generate(executor, [prompt], 1).tokens[0][0]
+        return _median_seconds(lambda: generate(executor, [prompt], 1), reps), token
+    finally:
+        executor.close()
+
+
+def measure_torch(hf, prompt, reps, mode):
+    """TTFT of one HF forward pass: 'eager', 'compile' (torch.compile) or 'graph' (CUDA graph)."""
+    import torch
+    ids = torch.tensor([prompt], device="cuda")
+    host = torch.tensor([prompt]).pin_memory()
+
+    def forward(tokens, use_cache):
+        return hf(tokens, use_cache=use_cache, logits_to_keep=1).logits[:, -1].argmax(-1)
+
+    if mode == "eager":
+        def run():
+            return int(forward(host.to("cuda", non_blocking=True), True))
+    elif mode == "compile":
+        compiled = torch.compile(lambda tokens: forward(tokens, False))
+
+        def run():
+            return int(compiled(host.to("cuda", non_blocking=True)))
+    else:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                forward(ids, False)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            chosen = forward(ids, False)
+
+        def run():
+            ids.copy_(host, non_blocking=True)
+            graph.replay()
+            return int(chosen)
+    with torch.no_grad():
+        token = run()
+        return _median_seconds(run, reps), token
+
+
+def run_model(key, args, sm, workdir):
+    import torch
+    model = MODELS[key]
+    checkpoint = os.path.join(workdir, key)
+    _say(f"building {model['name']} checkpoint")
+    hf = build_checkpoint(key, checkpoint).to("cuda")
+    hf.config._attn_implementation = "sdpa"
+    plan_path = os.path.join(workdir, f"{key}.plan")
+    _say(f"compiling {model['name']}")
+    compile_plan(model["graph"], plan_path, plan_options(key, args.lengths, sm, checkpoint), log=stderr_log)
+    rows = []
+    for length in args.lengths:
+        prompt = np.random.default_rng(length).integers(0, hf.config.vocab_size, size=length).tolist()
+        seconds, tokens = {}, {}
+        _say(f"{model['name']}, {length} tokens: cgc")
+        seconds["cgc"], tokens["cgc"] = measure_cgc(plan_path, prompt, args.reps)
+        for peer, mode in zip(PEERS[1:], ("eager", "compile", "graph")):
+            if mode == "compile" and args.skip_compile:
+                continue
+            _say(f"{model['name']}, {length} tokens: {peer}")
+            seconds[peer], tokens[peer] = measure_torch(hf, prompt, args.reps, mode)
+            torch.cuda.empty_cache()
+        rows.append({"model": model["name"], "dtype": model["dtype"], "prompt_tokens": length,
+                     "buckets": list(plan_options(key, args.lengths, sm).prefill_buckets),
+                     "ttft_ms": {peer: 1e3 * s for peer, s in seconds.items()},
+                     "cgc_speedup": {peer: s / seconds["cgc"] for peer, s in seconds.items()},
+                     "prompt_tokens_per_s": {peer: length / s for peer, s in seconds.items()},
+                     "first_token": {peer: int(t) for peer, t in tokens.items()}})
+    for path in (plan_path, os.path.splitext(plan_path)[0] + ".weights.safetensors"):
+        if os.path.exists(path):
+            os.remove(path)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    del hf
+    torch.cuda.empty_cache()
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="qwen3,llama-1b,qwen2-7b", help="comma-separated, of: " + ", ".join(MODELS))
+    parser.add_argument("--lengths", default="512,2048,8192")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile peer")
+    parser.add_argument("--workdir", help="checkpoints and plans (default: a temp dir; /dev/shm suits 7B)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
+    args = parser.parse_args()
+    args.models = args.models.split(",")
+    args.lengths = [int(n) for n in args.lengths.split(",")]
+    unknown = [m for m in args.models if m not in MODELS or m == "gpt2"]
+    if unknown or min(args.lengths) < 1:
+        parser.error(f"unknown or unsupported model {unknown[0]}" if unknown else "--lengths must be positive")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+        if args.export_only:
+            export_only(args.export_only, args.models, args.lengths, workdir)
+            return
+        import cupy
+        import torch
+        sm = int(cupy.cuda.Device().compute_capability)
+        device = torch.cuda.get_device_name()
+        rows = []
+        for key in args.models:
+            rows.extend(run_model(key, args, sm, workdir))
+    print(f"device: {device}; time to first token, ms (batch 1)")
+    print(f"{'model':<22}{'tokens':>7}" + "".join(f"{peer:>20}" for peer in PEERS))
+    for row in rows:
+        print(f"{row['model']:<22}{row['prompt_tokens']:>7}"
+              + "".join(f"{row['ttft_ms'].get(peer, float('nan')):>20.2f}" for peer in PEERS))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "prefill-" + device.lower().replace(" ", "-") + ".json"), "w") as handle:
+        json.dump({"device": device, "sm": sm, "ttft": "prompt ids on the host to the first new id on the host, "
+                   "median of reps after warm-up", "results": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
