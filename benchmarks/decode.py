@@ -63,8 +63,11 @@ CHECK_TOKENS = 8   # leading greedy tokens compared between peers
 PEERS = ("cgc", "pytorch cuda-graph", "HF transformers eager")
 
 
+_STARTED = time.perf_counter()
+
+
 def _say(message):
-    print(f"decode: {message}", file=sys.stderr, flush=True)
+    print(f"decode: [{time.perf_counter() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def max_seq(new_tokens):

@@ -16,7 +16,8 @@ def storage_dtype(dtype):
     return _STORAGE[dtype]
 
 
-_CHUNK_ELEMENTS = 1 << 22  # encode in blocks of leading-axis rows: 7B-model weights need no full-size temporaries
+_CHUNK_ELEMENTS = 1 << 20  # encode in blocks of this many elements: no full-size temporaries for 7B weights
+_TILE = 512  # square tiles of a transposed view: each reads whole cache lines of its source
 
 
 def to_float32(array, dtype):
@@ -30,30 +31,39 @@ def to_float32(array, dtype):
 
 def from_float32(values, dtype):
     """Encode float32 values for storage in `dtype` (bfloat16 rounds to nearest even); any
-    layout in, a C-contiguous array out, converted in blocks of rows."""
+    layout in, a C-contiguous array out. Large arrays convert in blocks through one reused
+    scratch buffer, a transposed view in square tiles read along its source's rows."""
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 0:
-        return _encode_block(values.reshape(1), dtype).reshape(())
-    if values.size <= _CHUNK_ELEMENTS:
-        return _encode_block(values, dtype)
+        return from_float32(values.reshape(1), dtype).reshape(())
     out = np.empty(values.shape, dtype=_STORAGE[dtype])
+    scratch = np.empty(min(values.size, max(_CHUNK_ELEMENTS, _TILE * _TILE, values[0].size)), dtype=np.uint32)
+    if values.ndim == 2 and not values.flags.c_contiguous and values.T.flags.c_contiguous:
+        for row in range(0, values.shape[0], _TILE):
+            for column in range(0, values.shape[1], _TILE):
+                tile = (slice(row, row + _TILE), slice(column, column + _TILE))
+                _encode_into(out[tile], values[tile], dtype, scratch)
+        return out
     rows = max(1, _CHUNK_ELEMENTS // max(1, values[0].size))
     for start in range(0, values.shape[0], rows):
-        out[start:start + rows] = _encode_block(values[start:start + rows], dtype)
+        _encode_into(out[start:start + rows], values[start:start + rows], dtype, scratch)
     return out
 
 
-def _encode_block(values, dtype):
-    if dtype == "bfloat16":  # round to nearest even: add 0x7FFF plus the kept half's lowest bit
-        bits = np.ascontiguousarray(values).view(np.uint32)
-        rounded = bits >> 16
-        rounded &= 1
-        rounded += 0x7FFF
-        rounded += bits
-        rounded >>= 16
-        encoded = rounded.astype(np.uint16)
-        nan = np.isnan(values)
-        if nan.any():
-            encoded[nan] = 0x7FC0
-        return encoded
-    return np.ascontiguousarray(values, dtype=_STORAGE[dtype])
+def _encode_into(target, values, dtype, scratch):
+    """Write `values` encoded into `target` (same shape), using `scratch` for bfloat16."""
+    if dtype != "bfloat16":
+        target[...] = values
+        return
+    block = np.ascontiguousarray(values)
+    bits = block.reshape(-1).view(np.uint32)
+    rounded = scratch[:bits.size]  # round to nearest even: add 0x7FFF plus the kept half's lowest bit
+    np.right_shift(bits, 16, out=rounded)
+    rounded &= 1
+    rounded += 0x7FFF
+    rounded += bits
+    rounded >>= 16
+    target[...] = rounded.reshape(block.shape)
+    nan = np.isnan(block)
+    if nan.any():
+        target[nan] = 0x7FC0
