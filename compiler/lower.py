@@ -17,10 +17,9 @@ from compiler.errors import CompileError
 from compiler.ir import Weight
 from runtime.dtypes import itemsize
 from compiler.tiles import decode_kv_splits, shape_class
-from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
+from runtime.plan_layout import DECODE_STATS_GROUP, EOS_SLOTS, STATS_GROUP, argmax_width, stats_width
 
 ALIGN = 256
-EOS_SLOTS = 8            # end-of-sequence ids the on-device sampler checks
 ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
 
 

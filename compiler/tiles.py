@@ -9,7 +9,7 @@ power-of-two blocks covering their (possibly odd) widths; the kernels mask the r
 
 import os
 
-from runtime.numpy_kernels import ARGMAX_GROUP, STATS_GROUP  # columns per row-statistics sum / argmax pair
+from runtime.plan_layout import ARGMAX_GROUP, STATS_GROUP  # columns per row-statistics sum / argmax pair
 
 DECODE_ROWS = 16  # token rows at or below this count as decode-shaped
 

@@ -8,7 +8,7 @@ W'' has zero column sums, so x @ W'' = (x - mean(x)) @ diag(gamma) W. The folded
 made at compile time (recipes "fold_scale" and "fold_bias"). The row statistics come from the
 op that wrote x (a linear or the embedding): its epilogue also stores, per row, the sums of
 squares (and, for LayerNorm, the sums) of each 32-column group of the values it stored, into a
-small fp32 tensor `<x>.stats` (layout: runtime/numpy_kernels.stats_width). The reading matmul
+small fp32 tensor `<x>.stats` (layout: runtime/plan_layout.stats_width). The reading matmul
 loads it before its K loop and scales its rows by rstd after it. The norm's launch and its round trip
 through memory disappear, in prefill and decode alike.
 (Gathering the sums inside the reading matmul's K loop instead cost 1.2-1.5 us per decode matmul

@@ -5,7 +5,7 @@ used with two shapes) raises GraphError naming the file, line and op.
 """
 
 from compiler.errors import GraphError
-from runtime.numpy_kernels import DECODE_STATS_GROUP, stats_width
+from runtime.plan_layout import DECODE_STATS_GROUP, stats_width
 
 ROWS = "T"
 
@@ -46,7 +46,7 @@ def _set_output(graph, op, index, width, view_of=None):
 
 
 def _set_stats(graph, op, width):
-    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (see runtime/numpy_kernels.py),
+    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (layout: runtime/plan_layout.py),
     as wide as the narrowest column groups need (decode's); prefill programs use the first columns."""
     if len(op.outputs) < 2:
         return

@@ -198,7 +198,7 @@ def test_fold_norms_weights_match_the_norm():
     """A folded LayerNorm + linear equals norm-then-matmul on fresh rows with a non-zero mean."""
     from compiler.ir import Weight
     from compiler.weights import build_weight
-    from runtime.numpy_kernels import norm_rstd, row_stats
+    from runtime.kernels.shared import norm_rstd, row_stats
     rng = np.random.default_rng(7)
     rows, width, features = 5, 48, 24  # 48 columns: the second 32-column group of the stats is partial
     values = {"w": rng.standard_normal((width, features)).astype(np.float32),

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from compiler.specialize import alignment_facts
 from compiler.tiles import launch_grid
-from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
+from runtime.plan_layout import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 

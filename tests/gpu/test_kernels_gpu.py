@@ -28,7 +28,10 @@ from compiler.compile import compile_plan  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import View, group_argmax, merge_splits, norm_rstd, row_stats  # noqa: E402
+from runtime.kernels import View  # noqa: E402
+from runtime.kernels.attention_merge import merge_splits  # noqa: E402
+from runtime.kernels.matmul import group_argmax  # noqa: E402
+from runtime.kernels.shared import norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -376,7 +379,7 @@ def _ref_attention(c, v):
 
 
 def _ref_sample(c, v):
-    from runtime.numpy_kernels import sample
+    from runtime.kernels.sample import sample
 
     class Operand:  # the NumPy kernel's view interface over the case's arrays
         def __init__(self, values, dtype):
