@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
+from compiler.tiles import SHIPPED  # noqa: E402
 
 MODELS = {
     "gpt2": {"name": "gpt2-124M", "graph": "gpt2", "preset": "gpt2", "dtype": "float16",
@@ -67,12 +68,12 @@ def build_checkpoint(key, directory):
     return hf
 
 
-def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path):
-    """Compile the cgc plan of (model, batch) from `checkpoint`; returns seconds taken."""
+def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, tile_rules=SHIPPED):
+    """Compile the cgc plan of (model, batch) from `checkpoint` under `tile_rules`; returns seconds taken."""
     model = MODELS[key]
     options = CompileOptions(preset=model["preset"], checkpoint=checkpoint, dtype=model["dtype"], sms=(sm,),
                              max_batch=batch, max_seq=max_seq(new_tokens), prefill_buckets=(PROMPT,),
-                             cache_dir=os.environ.get("CGC_CACHE_DIR"))
+                             cache_dir=os.environ.get("CGC_CACHE_DIR"), tile_rules=tile_rules)
     started = time.perf_counter()
     compile_plan(model["graph"], plan_path, options, log=stderr_log)
     return time.perf_counter() - started

@@ -18,17 +18,18 @@ output the program returns, and norms whose input another kind of op (or a view)
 """
 
 from compiler.ir import Tensor, Weight
-from compiler.passes.fuse_add_norm import _whole_row_norm
+from compiler.passes.context import DEFAULT
+from compiler.passes.patterns import whole_row_norm
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norms folded into their reading linears."""
     graph = graph.copy()
     folded = 0
     for norm in [op for op in graph.ops if op.kind in ("layernorm", "rmsnorm")]:
         readers = graph.consumers(norm.outputs[0])
         producer = graph.producer(norm.inputs["x"])
-        if (not _whole_row_norm(graph, norm) or not readers or norm.outputs[0] in graph.outputs.values()
+        if (not whole_row_norm(graph, norm) or not readers or norm.outputs[0] in graph.outputs.values()
                 or any(op.kind != "linear" or op.attrs.get("layout") != "in_out" or "prologue" in op.attrs
                        for op in readers)
                 or producer is None or producer.kind not in ("linear", "embed") or len(producer.outputs) != 1

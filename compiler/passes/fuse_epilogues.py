@@ -6,10 +6,12 @@ concat_gate_up leaves it), `residual` (sole consumer is an add whose other opera
 the linear). Declines when the output has several consumers or is a graph output.
 """
 
+from compiler.passes.context import DEFAULT
+
 _ORDER = ("bias", "gelu", "silu_mul", "residual")
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with epilogues fused into linears."""
     graph = graph.copy()
     counts = dict.fromkeys(_ORDER, 0)

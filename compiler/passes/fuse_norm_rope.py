@@ -7,8 +7,10 @@ attr `norm_eps`. Declines norms whose group is not the rope's head_dim, with oth
 whose output is a graph output.
 """
 
+from compiler.passes.context import DEFAULT
 
-def run(graph):
+
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norm -> rope pairs fused."""
     graph = graph.copy()
     fused = 0

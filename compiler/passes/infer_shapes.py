@@ -5,12 +5,13 @@ used with two shapes) raises GraphError naming the file, line and op.
 """
 
 from compiler.errors import GraphError
+from compiler.passes.context import DEFAULT
 from runtime.plan_layout import DECODE_STATS_GROUP, stats_width
 
 ROWS = "T"
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with shapes and dtypes filled in and validated."""
     graph = graph.copy()
     for op in graph.ops:

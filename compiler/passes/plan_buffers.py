@@ -7,12 +7,13 @@ outputs live outside the arena (io region); views share their base's storage and
 lifetime. Records offsets, the arena's bytes per row and the naive sum (no reuse).
 """
 
+from compiler.passes.context import DEFAULT
 from runtime.dtypes import itemsize
 
 ROW_ALIGN = 16  # bytes; T * offset stays 16-byte aligned for vector loads
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with `graph.buffers` set (row offsets, liveness, sizes)."""
     graph = graph.copy()
     intervals = liveness(graph)
