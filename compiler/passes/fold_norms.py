@@ -11,8 +11,7 @@ squares (and, for LayerNorm, the sums) of each 32-column group of the values it 
 small fp32 tensor `<x>.stats` (layout: runtime/plan_layout.stats_width). The reading matmul
 loads it before its K loop and scales its rows by rstd after it. The norm's launch and its round trip
 through memory disappear, in prefill and decode alike.
-(Gathering the sums inside the reading matmul's K loop instead cost 1.2-1.5 us per decode matmul
-on the H100, and up to 3x its time with LayerNorm's two per-lane accumulators.)
+(Gathering the sums inside the reading matmul's K loop instead ran slower: docs/tuning.md.)
 Declines per-head norms, norms with a reader that is not an [in, out] linear, norms whose
 output the program returns, and norms whose input another kind of op (or a view) produces.
 """
