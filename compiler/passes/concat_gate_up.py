@@ -3,6 +3,7 @@
 When both inputs of a silu_mul come from in_out linears on the same input, they become one
 linear over the [in, gate+up] concatenated weight and a zero-copy split (which fuse_epilogues
 then folds into the matmul as a silu_mul epilogue). Declines otherwise.
+Order: after hoist_transposes, before fuse_epilogues (which folds its split + silu_mul).
 """
 
 from compiler.passes.context import DEFAULT

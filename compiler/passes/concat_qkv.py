@@ -4,6 +4,7 @@ For each `attention`, follows q, k and v back through per-head ops (rmsnorm, rop
 linears; when all three read the same input with the same bias presence, they become one linear
 over the concatenated [in, q+k+v] weight and a zero-copy split. Declines otherwise (e.g. GPT-2,
 whose checkpoint already stores c_attn fused).
+Order: after hoist_transposes (merges in_out linears only), before fuse_epilogues.
 """
 
 from compiler.passes.context import DEFAULT

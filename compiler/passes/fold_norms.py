@@ -14,6 +14,7 @@ through memory disappear, in prefill and decode alike.
 (Gathering the sums inside the reading matmul's K loop instead ran slower: docs/tuning.md.)
 Declines per-head norms, norms with a reader that is not an [in, out] linear, norms whose
 output the program returns, and norms whose input another kind of op (or a view) produces.
+Order: after fuse_epilogues (a producer's epilogue stores the statistics), before fuse_add_norm.
 """
 
 from compiler.ir import Tensor, Weight

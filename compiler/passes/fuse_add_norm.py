@@ -4,6 +4,7 @@ The fused op writes both the sum (still needed as the residual stream) and the n
 reading each row once. Declines per-head norms (group smaller than the row) and adds whose sum
 no whole-row norm reads. After fuse_epilogues most residual adds already live in matmul
 epilogues, so this catches the rest.
+Order: after fuse_epilogues and fold_norms.
 """
 
 from compiler.ir import Op

@@ -4,6 +4,7 @@ Rewrites each `linear` with layout `out_in` (Hugging Face nn.Linear) to read a n
 recipe transposes the checkpoint tensor at compile time, so the runtime transposes nothing.
 Declines linears already `in_out` (GPT-2's Conv1D). A tied weight keeps its original too when
 another op (the embedding gather) still reads it.
+Order: right after infer_shapes; the merges and fusions expect [in, out] linears.
 """
 
 from compiler.passes.context import DEFAULT

@@ -2,6 +2,7 @@
 
 Declines nothing: any inconsistency (widths that differ, heads that do not divide, a weight
 used with two shapes) raises GraphError naming the file, line and op.
+Order: first (on the loaded graph), and again after the rewrites to re-validate them.
 """
 
 from compiler.errors import GraphError

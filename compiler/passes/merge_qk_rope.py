@@ -7,6 +7,7 @@ layer). The split that produced q and k now yields one [q | k] view; the merged 
 fused earlier (fuse_norm_rope) travel along: `norm_weight` (q heads) and `k_norm_weight`, with
 `q_heads` telling them apart. Declines unless both ropes match (head_dim, theta, scaling, norm)
 and read adjacent outputs of one split that only they read.
+Order: after fuse_norm_rope, before store_out_in.
 """
 
 from compiler.ir import Op, Tensor

@@ -5,6 +5,7 @@ of each row's slice of the arena, and a program with T rows places it at `T * ro
 One layout thus serves every program (prefill buckets and decode). Program inputs and graph
 outputs live outside the arena (io region); views share their base's storage and extend its
 lifetime. Records offsets, the arena's bytes per row and the naive sum (no reuse).
+Order: last, on the re-validated graph.
 """
 
 from compiler.passes.context import DEFAULT

@@ -163,3 +163,23 @@ def test_in_out_one_row_tiles_fill_the_sms_from_enough_columns():
     assert not in_out_one_row_fills(SHIPPED, 90, 3072) and in_out_one_row_fills(SHIPPED, 90, 4096)
     assert in_out_one_row_fills(SHIPPED, 90, 50257)  # LM heads always count as filling them
     assert in_out_one_row_fills(SHIPPED, 121, 3072)  # 96 CTAs cover GB10's 48 SMs
+
+
+def test_cgc_compile_names_a_bad_tile_override(tmp_path, capsys):
+    from compiler.cli import main
+    output = tmp_path / "x.plan"
+    assert main(["compile", "gpt2", "--preset", "nano", "--sm", "none", "--tiles", "kv_split=2",
+                 "-o", str(output)]) == 2
+    assert "--tiles 'kv_split=2': expected FIELD=VALUE" in capsys.readouterr().err and not output.exists()
+
+
+def test_compile_options_carry_the_tile_rules_to_lowering(tmp_path):
+    from compiler.compile import CompileOptions, compile_plan
+
+    def splits(rules):
+        options = CompileOptions(preset="tiny", overrides={"num_hidden_layers": 1}, max_seq=1024,
+                                 prefill_buckets=(8,), tile_rules=rules)
+        body = compile_plan("qwen3", str(tmp_path / "q.plan"), options)
+        return {k["constants"].get("kv_splits") for k in body["kernels"] if k["template"] == "attention"}
+
+    assert splits(SHIPPED) == {None, 8} and splits(dataclasses.replace(SHIPPED, kv_splits=2)) == {None, 2}
