@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
+from compiler.tiles import SHIPPED  # noqa: E402
 
 LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
                    original_max_position_embeddings=8192)
@@ -94,13 +95,13 @@ def build_checkpoint(key, directory):
     return hf
 
 
-def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, overrides=None):
-    """Compile the cgc plan of (model, batch) from `checkpoint`; returns seconds taken."""
+def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, tile_rules=SHIPPED, overrides=None):
+    """Compile the cgc plan of (model, batch) from `checkpoint` under `tile_rules`; returns seconds taken."""
     model = MODELS[key]
     options = CompileOptions(preset=model["preset"], checkpoint=checkpoint, overrides=overrides or {},
                              dtype=model["dtype"], sms=(sm,),
                              max_batch=batch, max_seq=max_seq(new_tokens), prefill_buckets=(PROMPT,),
-                             cache_dir=os.environ.get("CGC_CACHE_DIR"))
+                             cache_dir=os.environ.get("CGC_CACHE_DIR"), tile_rules=tile_rules)
     started = time.perf_counter()
     compile_plan(model["graph"], plan_path, options, log=stderr_log)
     return time.perf_counter() - started
@@ -121,7 +122,7 @@ def export_only(sm, keys, batches, new_tokens, workdir):
         for batch in batches:
             _say(f"compiling one layer of {MODELS[key]['name']} batch {batch} for sm_{sm}")
             compile_model(key, batch, new_tokens, sm, None, os.path.join(workdir, f"{key}-{batch}.plan"),
-                          {"num_hidden_layers": 1})
+                          overrides={"num_hidden_layers": 1})
             os.remove(os.path.join(workdir, f"{key}-{batch}.plan"))
     for key, checkpoint in built_checkpoints([key for key in keys if not MODELS[key].get("large")], workdir):
         for batch in batches:

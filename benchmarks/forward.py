@@ -28,7 +28,7 @@ WORKLOADS = [
     {"name": "gpt2-124M fp16", "config": dict(n_layer=12, n_embd=768, n_head=12), "dtype": "float16"},
 ]
 BATCH, SEQ, VOCAB = 8, 128, 50257
-# Ceilings measured on the H100 (shared/DESIGN.md): dense bf16/fp16 763 TFLOP/s, copy 2.95 TB/s.
+# Ceilings measured on the H100 (docs/tuning.md): dense bf16/fp16 763 TFLOP/s, copy 2.95 TB/s.
 # TF32 runs at half the fp16 tensor-core rate.
 PEAK_FLOPS = {"float16": 763e12, "float32": 381e12}
 COPY_BANDWIDTH = 2.95e12

@@ -13,7 +13,7 @@ previous end: that last is what the kernel adds to the chain.
 Decode programs are timed as the executor runs them: programmatic dependent launches (PDL) in
 one graph. Lone times can mislead there: on the H100, gpt2's batch-1 decode launches once summed
 to 223 us alone while their chain took 436 us (kernels filling a whole SM each, see
-compiler/tiles.py GEMV_DECODE); the sub-chains show which neighbours cost.
+compiler/tiles.py one_row); the sub-chains show which neighbours cost.
 """
 
 import argparse

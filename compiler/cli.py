@@ -40,6 +40,7 @@ def _default_sms():
 def _compile(args):
     from compiler.compile import CompileOptions, compile_plan, stderr_log
     from compiler.graph_loader import resolve_graph_path
+    from compiler.tiles import parse_overrides
     sms = _parse_ints(args.sm, "--sm") if args.sm not in (None, "none") else (() if args.sm == "none" else _default_sms())
     if not sms and args.sm != "none":
         stderr_log("no --sm given and no GPU here: the plan gets no GPU kernels (it runs on the NumPy executor)")
@@ -50,7 +51,8 @@ def _compile(args):
         preset=args.preset, checkpoint=args.weights, overrides=_parse_set(args.set), dtype=args.dtype, sms=sms,
         max_batch=args.max_batch, max_seq=args.max_seq,
         prefill_buckets=_parse_ints(args.prefill_buckets, "--prefill-buckets"), seed=args.seed,
-        weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer)
+        weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer,
+        tile_rules=parse_overrides(args.tiles))
     compile_plan(graph_path, output, options, log=stderr_log)
     print(output)
 
@@ -117,6 +119,8 @@ def build_parser():
                              help="embed weights in the plan or write a sibling .safetensors (auto: external above 1 GiB)")
     compile_cmd.add_argument("--cache-dir", help="kernel compile cache (default artifacts/cache)")
     compile_cmd.add_argument("--tokenizer", metavar="DIR", help="tokenizer.json or vocab.json + merges.txt to store in the plan (default: the --weights dir)")
+    compile_cmd.add_argument("--tiles", action="append", metavar="FIELD=VALUE",
+                             help="override a tile rule (compiler/tiles.py TileRules; tuning runs; repeatable)")
     compile_cmd.set_defaults(handler=_compile)
 
     run_cmd = commands.add_parser("run", help="generate with a compiled plan")

@@ -14,8 +14,9 @@ import numpy as np
 import compiler
 from compiler.graph_loader import load_graph
 from compiler.lower import Lowering, program_shapes
-from compiler.passes import run_pipeline
+from compiler.passes import PassContext, run_pipeline
 from compiler.plan_writer import write_external_weights, write_plan
+from compiler.tiles import SHIPPED, TileRules
 from compiler.weights import CheckpointWeights, RandomWeights, build_weight, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
@@ -38,6 +39,7 @@ class CompileOptions:
     weights_storage: str = "auto"  # auto | embedded | external
     tokenizer: str | None = None   # dir with tokenizer.json or vocab.json + merges.txt; default: checkpoint
     cache_dir: str | None = None
+    tile_rules: TileRules = SHIPPED  # tiling and scheduling choices (compiler/tiles.py; cgc compile --tiles)
 
 
 def compile_plan(graph_path, output_path, options, log=None):
@@ -47,9 +49,9 @@ def compile_plan(graph_path, output_path, options, log=None):
     _check_options(options)
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
-    graph = run_pipeline(graph, progress=lambda name: log(f"pass {name}"), max_batch=options.max_batch,
-                         sms=options.sms)
-    lowering = Lowering(graph, options.max_batch, options.max_seq)
+    context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules)
+    graph = run_pipeline(graph, context, progress=lambda name: log(f"pass {name}"))
+    lowering = Lowering(graph, options.max_batch, options.max_seq, options.tile_rules)
     programs = {shape.name: lowering.lower_program(shape)
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}
     log(f"lowered {len(programs)} programs, {sum(len(p['launches']) for p in programs.values())} launches, "
@@ -57,7 +59,8 @@ def compile_plan(graph_path, output_path, options, log=None):
     toolchains = []
     if options.sms:
         from compiler.specialize import specialize_kernels
-        toolchains = specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log)
+        toolchains = specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log,
+                                        options.tile_rules)
     source = CheckpointWeights(options.checkpoint) if options.checkpoint else RandomWeights(options.seed)
     weights = _store_weights(lowering, source, output_path, options, log)
     body = {

@@ -3,6 +3,8 @@
 Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's inputs and
 outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights),
 `scratch` (device scratch: the partial results of split decode attention, see _kv_splits).
+Each op's `_<kind>` method yields (template, constants, operands by role); the template's kernel
+module (compiler/kernels/) puts the operands in its order.
 Generation state (io region, shared by every program) lets a whole generation run without the
 host choosing tokens: each program ends with a `sample` launch that picks every sequence's next
 token from its logits and writes it, with its position, straight into the decode program's
@@ -13,14 +15,15 @@ shape, strides (elements), dtype}. Kernel specs
 
 from dataclasses import dataclass
 
+from compiler import kernels
 from compiler.errors import CompileError
 from compiler.ir import Weight
+from compiler.kernels.attention import decode_kv_splits
+from compiler.tiles import SHIPPED, shape_class
 from runtime.dtypes import itemsize
-from compiler.tiles import decode_kv_splits, shape_class
-from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
+from runtime.plan_layout import DECODE_STATS_GROUP, EOS_SLOTS, STATS_GROUP, argmax_width, stats_width
 
 ALIGN = 256
-EOS_SLOTS = 8            # end-of-sequence ids the on-device sampler checks
 ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
 
 
@@ -66,10 +69,11 @@ def _operand(region, offset, shape, dtype, strides=None):
 class Lowering:
     """Builds kernel specs, weight layout, KV layout and per-program launch lists."""
 
-    def __init__(self, graph, max_batch, max_seq):
+    def __init__(self, graph, max_batch, max_seq, rules=SHIPPED):
         self.graph = graph.copy()
         self.max_batch = max_batch
         self.max_seq = max_seq
+        self.rules = rules
         self.kernels = []
         self._kernel_ids = {}
         self.weights = dict(graph.weights)  # every weight, recipe sources included
@@ -179,7 +183,7 @@ class _ProgramLowering:
         self.decode = shape.seq == 1
         # columns per row-statistics sum: decode-shaped one-row matmuls write 8 columns per CTA;
         # prefill keeps 32, so its readers' statistics tiles stay small
-        self.stats_group = DECODE_STATS_GROUP if shape_class(self.rows) == "decode" else STATS_GROUP
+        self.stats_group = DECODE_STATS_GROUP if shape_class(lowering.rules, self.rows) == "decode" else STATS_GROUP
         self.fused_ropes = self._fused_ropes() if self.decode else {}
         self.kv_splits = self._kv_splits()
         self.io = {}
@@ -245,12 +249,13 @@ class _ProgramLowering:
 
     def _kv_splits(self):
         """{attention name: kv splits} for decode: each head's cache tiles split over CTAs
-        (tiles.decode_kv_splits), which leave partial results in scratch for an
+        (compiler/kernels/attention.decode_kv_splits), which leave partial results in scratch for an
         `attention_merge` launch to combine. Every attention shares one scratch area: its merge
         finishes before the next attention writes."""
         if not self.decode:
             return {}
-        splits = {op.name: decode_kv_splits(op.attrs["head_dim"], self.lowering.max_seq, self.rows * op.attrs["heads"])
+        splits = {op.name: decode_kv_splits(self.lowering.rules, op.attrs["head_dim"], self.lowering.max_seq,
+                                            self.rows * op.attrs["heads"])
                   for op in self.graph.ops if op.kind == "attention"}
         return {name: count for name, count in splits.items() if count > 1}
 
@@ -264,7 +269,7 @@ class _ProgramLowering:
         stride = padded_row(heads, "float32")
         lse = _operand("scratch", lse_offset, [rows, heads], "float32", strides=[stride, 1])
         self.lowering.scratch_bytes = max(self.lowering.scratch_bytes, _align(lse_offset + rows * stride * 4))
-        return [outputs, lse]
+        return {"partials": outputs, "partial_lse": lse}
 
     def operand(self, tensor_name):
         if tensor_name in self.io:
@@ -296,28 +301,36 @@ class _ProgramLowering:
             lower = getattr(self, f"_{op.kind}", None)
             if lower is None:
                 raise CompileError(f"{op.describe()}: no kernel lowers op '{op.kind}'")
-            for template, constants, operands in lower(op):
-                kernel = self.lowering.kernel_id(template, constants, operands)
-                launches.append({"kernel": kernel, "op": op.name, "args": operands})
+            for template, constants, named in lower(op):
+                launches.append(self._launch(op.name, template, constants, named))
         outputs = {public: self.io[name] for public, name in self.graph.outputs.items()}
-        state = self.lowering.generation
-        if state:
-            operands = [outputs["logits"], self.io["start_pos"], self.io["seq_lens"], state["params"],
-                        state["options"], state["eos"], state["history"], state["decode_tokens"],
-                        state["decode_start_pos"], state["decode_seq_lens"], state["scratch"]]
-            constants = {"dtype": outputs["logits"]["dtype"], "phase": "decode" if self.decode else "prefill",
-                         "seq": self.shape.seq}
-            if self.argmax_of:
-                operands += [self.io["argmax_values"], self.io["argmax_ids"]]
-                constants["argmax_partials"] = True
-            kernel = self.lowering.kernel_id("sample", constants, operands)
-            launches.append({"kernel": kernel, "op": "sample", "args": operands})
+        if self.lowering.generation:
+            launches.append(self._launch("sample", *self._sample(outputs["logits"])))
         return {"batch": self.shape.batch, "seq": self.shape.seq,
                 "inputs": {name: self.io[name] for name in ("tokens", "start_pos", "seq_lens")},
                 "outputs": outputs, "launches": launches}
 
+    def _launch(self, op_name, template, constants, named):
+        operands = kernels.ordered(template, constants, named)
+        return {"kernel": self.lowering.kernel_id(template, constants, operands), "op": op_name, "args": operands}
+
+    def _sample(self, logits):
+        """The sampler launch ending the program: it reads the logits (or the logits matmul's
+        argmax pairs) and writes the decode program's inputs."""
+        state = self.lowering.generation
+        named = {"logits": logits, "start_pos": self.io["start_pos"], "seq_lens": self.io["seq_lens"],
+                 **{role: state[role] for role in ("params", "options", "eos", "history", "scratch")},
+                 "next_tokens": state["decode_tokens"], "next_start": state["decode_start_pos"],
+                 "next_lens": state["decode_seq_lens"]}
+        constants = {"dtype": logits["dtype"], "phase": "decode" if self.decode else "prefill", "seq": self.shape.seq}
+        if self.argmax_of:
+            named.update(argmax_values=self.io["argmax_values"], argmax_ids=self.io["argmax_ids"])
+            constants["argmax_partials"] = True
+        return "sample", constants, named
+
     def _weights(self, op, *roles):
-        return [self.lowering.weight_operand(op.weights[r]) for r in roles if r in op.weights]
+        """{role: stored weight operand} of the roles `op` has."""
+        return {r: self.lowering.weight_operand(op.weights[r]) for r in roles if r in op.weights}
 
     def _base(self):
         return {"dtype": self.graph.dtype}
@@ -327,26 +340,29 @@ class _ProgramLowering:
         if positioned and self.lowering.max_seq > op.attrs["positions"]:
             raise CompileError(f"{op.describe()}: --max-seq {self.lowering.max_seq} exceeds the model's "
                                f"{op.attrs['positions']} learned positions")
-        operands = [self.io["tokens"], self.io["start_pos"], *self._weights(op, "weight", "position_weight"),
-                    self.operand(op.outputs[0])]
+        named = {"tokens": self.io["tokens"], "start_pos": self.io["start_pos"],
+                 "table": self.lowering.weight_operand(op.weights["weight"]), "out": self.operand(op.outputs[0])}
+        if positioned:
+            named["pos_table"] = self.lowering.weight_operand(op.weights["position_weight"])
         constants = {**self._base(), "positions": positioned}
         if "row_stats" in op.attrs:  # outputs: out, then its row statistics (fold_norms)
             constants.update(row_stats=op.attrs["row_stats"], stats_group=self.stats_group)
-            operands.append(self.stats_operand(op.outputs[1], op.attrs["row_stats"], operands[-1]["shape"][1]))
-        yield "embed", constants, operands
+            named["stats"] = self.stats_operand(op.outputs[1], op.attrs["row_stats"], named["out"]["shape"][1])
+        yield "embed", constants, named
 
     def _layernorm(self, op):
-        operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight", "bias"), self.operand(op.outputs[0])]
-        yield "layernorm", {**self._base(), "eps": op.attrs["eps"]}, operands
+        named = {"x": self.operand(op.inputs["x"]), **self._weights(op, "weight", "bias"),
+                 "out": self.operand(op.outputs[0])}
+        yield "layernorm", {**self._base(), "eps": op.attrs["eps"]}, named
 
     def _rmsnorm(self, op):
-        operands = [self.operand(op.inputs["x"]), *self._weights(op, "weight"), self.operand(op.outputs[0])]
-        yield "rmsnorm", {**self._base(), "eps": op.attrs["eps"], "group": op.attrs["group"]}, operands
+        named = {"x": self.operand(op.inputs["x"]), **self._weights(op, "weight"), "out": self.operand(op.outputs[0])}
+        yield "rmsnorm", {**self._base(), "eps": op.attrs["eps"], "group": op.attrs["group"]}, named
 
     def _add_norm(self, op):
-        operands = [self.operand(op.inputs["a"]), self.operand(op.inputs["b"]), *self._weights(op, "weight", "bias"),
-                    self.operand(op.outputs[0]), self.operand(op.outputs[1])]
-        yield "add_norm", {**self._base(), "eps": op.attrs["eps"], "norm": op.attrs["norm"]}, operands
+        named = {"a": self.operand(op.inputs["a"]), "b": self.operand(op.inputs["b"]), **self._weights(op, "weight", "bias"),
+                 "sum_out": self.operand(op.outputs[0]), "norm_out": self.operand(op.outputs[1])}
+        yield "add_norm", {**self._base(), "eps": op.attrs["eps"], "norm": op.attrs["norm"]}, named
 
     def _linear(self, op):
         epilogue = tuple(op.attrs.get("epilogue", ()))
@@ -357,50 +373,49 @@ class _ProgramLowering:
         if out_in:
             constants["weight_layout"] = "out_in"
         prologue = op.attrs.get("prologue")
-        operands = [self.operand(op.inputs["x"])]
+        named = {"x": self.operand(op.inputs["x"])}
         if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`
             constants.update(prologue=prologue["norm"], eps=prologue["eps"], stats_group=self.stats_group)
-            operands.append(self.stats_operand(op.inputs["stats"], prologue["norm"], operands[0]["shape"][1]))
+            named["norm_stats"] = self.stats_operand(op.inputs["stats"], prologue["norm"], named["x"]["shape"][1])
         weight = self.lowering.weight_operand(op.weights["weight"])
         if "silu_mul" in epilogue and out_in:  # [gate; up] rows: two views of half the rows each
             half = weight["shape"][0] // 2
             gate = {**weight, "shape": [half, weight["shape"][1]]}
             up = {**gate, "offset": weight["offset"] + half * weight["strides"][0] * itemsize(weight["dtype"])}
-            operands += [gate, up]
+            named.update(weight=gate, weight_up=up)
         elif "silu_mul" in epilogue:  # [K, gate | up]: two views, so each half keeps its own aligned base
             half = weight["shape"][1] // 2
             gate = {**weight, "shape": [weight["shape"][0], half]}
             up = {**gate, "offset": weight["offset"] + half * itemsize(weight["dtype"])}
-            operands += [gate, up]
+            named.update(weight=gate, weight_up=up)
         else:
-            operands.append(weight)
+            named["weight"] = weight
         if "bias" in epilogue:
-            operands += self._weights(op, "bias")
+            named.update(self._weights(op, "bias"))
         if "residual" in epilogue:
-            operands.append(self.operand(op.inputs["residual"]))
-        out = self.operand(op.outputs[0])
-        operands.append(out)
+            named["residual"] = self.operand(op.inputs["residual"])
+        out = named["out"] = self.operand(op.outputs[0])
         constants["out_dtype"] = out["dtype"]
         if "row_stats" in op.attrs:  # the output's row statistics for a folded norm that reads it
             constants.update(row_stats=op.attrs["row_stats"], stats_group=self.stats_group)
-            operands.append(self.stats_operand(op.outputs[1], op.attrs["row_stats"], out["shape"][1]))
+            named["stats"] = self.stats_operand(op.outputs[1], op.attrs["row_stats"], out["shape"][1])
         if op.name == self.argmax_of:
             constants["row_argmax"] = True
-            operands += [self.io["argmax_values"], self.io["argmax_ids"]]
-        yield "matmul", constants, operands
+            named.update(argmax_values=self.io["argmax_values"], argmax_ids=self.io["argmax_ids"])
+        yield "matmul", constants, named
 
     def _split(self, op):
         return ()
 
     def _rope(self, op):
-        operands = [self.operand(op.inputs["x"]), *self._weights(op, "norm_weight", "k_norm_weight"),
-                    self.io["start_pos"], *self._weights(op, "cos", "sin"), self.operand(op.outputs[0])]
+        named = {"x": self.operand(op.inputs["x"]), **self._weights(op, "norm_weight", "k_norm_weight", "cos", "sin"),
+                 "start_pos": self.io["start_pos"], "out": self.operand(op.outputs[0])}
         constants = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
         if "norm_weight" in op.weights:
             constants["norm_eps"] = op.attrs["norm_eps"]
         if "k_norm_weight" in op.weights:  # merged q|k rope: heads from q_heads on take the k norm
             constants["q_heads"] = op.attrs["q_heads"]
-        yield "rope", constants, operands
+        yield "rope", constants, named
 
     def _attention(self, op):
         k_cache, v_cache = self.lowering.kv_layout[op.name]
@@ -409,7 +424,7 @@ class _ProgramLowering:
                      "phase": "prefill" if self.shape.seq > 1 else "decode"}
         q, k = self.operand(op.inputs["q"]), self.operand(op.inputs["k"])
         rope = self.fused_ropes.get(op.name)
-        extra = []
+        extra = {}
         if rope is not None:  # q and k are the rope's input columns; the kernel rotates them
             qk = self.operand(rope.inputs["x"])
             q = {**qk, "shape": [qk["shape"][0], q["shape"][1]]}
@@ -421,19 +436,20 @@ class _ProgramLowering:
                 constants["norm_eps"] = rope.attrs["norm_eps"]
         out = self.operand(op.outputs[0])
         splits = self.kv_splits.get(op.name)
-        outputs = self._partials(op, splits) if splits else [out]
+        outputs = self._partials(op, splits) if splits else {"out": out}
         if splits:
             constants["kv_splits"] = splits
-        yield "attention", constants, [
-            q, k, self.operand(op.inputs["v"]), k_cache, v_cache, self.io["start_pos"], self.io["seq_lens"], *extra,
-            *outputs]
+        yield "attention", constants, {
+            "q": q, "k": k, "v": self.operand(op.inputs["v"]), "k_cache": k_cache, "v_cache": v_cache,
+            "start_pos": self.io["start_pos"], "seq_lens": self.io["seq_lens"], **extra, **outputs}
         if splits:  # the splits' partial results combined into the output rows
             merge = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "splits": splits}
-            yield "attention_merge", merge, [*outputs, out]
+            yield "attention_merge", merge, {**outputs, "out": out}
 
     def _elementwise(self, template, op, roles):
-        operands = [self.operand(op.inputs[r]) for r in roles] + [self.operand(op.outputs[0])]
-        yield template, self._base(), operands
+        named = {r: self.operand(op.inputs[r]) for r in roles}
+        named["out"] = self.operand(op.outputs[0])
+        yield template, self._base(), named
 
     def _gelu(self, op):
         return self._elementwise("gelu", op, ("x",))

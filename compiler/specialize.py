@@ -1,6 +1,7 @@
 """Specialize kernel specs per target SM and launch shape, and export their cubins.
 
-For every launch and target SM: pick tile constants (compiler/tiles.py), make the SM-specific
+For every launch and target SM: pick tile constants (the template's kernel module in
+compiler/kernels/, under the plan's tile rules, compiler/tiles.py), make the SM-specific
 spec (generic constants + tiles), export it once through cuTile (compiler/cutile_export.py, with
 its on-disk cache), and record the launch's grid. Results land in the plan as extra kernel specs
 (with `sm` set and one cubin each) and as `launch["targets"]["sm_NN"] = {kernel, grid}`; the
@@ -12,7 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from compiler.errors import CompileError
-from compiler.tiles import choose_tiles, launch_grid
+from compiler.kernels import choose_tiles, launch_grid
+from compiler.tiles import SHIPPED
 
 DEFAULT_CACHE = os.path.join("artifacts", "cache")
 REGION_ALIGN = 256   # the runtime's region allocations are at least this aligned (bytes)
@@ -38,9 +40,9 @@ def alignment_facts(operand):
     return [operand["dtype"], len(operand["shape"]), base, strides]
 
 
-def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
-    """Add SM-specific specs with cubins to `kernels`, and per-target grids to launches; returns
-    the toolchains ({package: version}) that produced the cubins."""
+def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None, rules=SHIPPED):
+    """Add SM-specific specs with cubins to `kernels`, and per-target grids to launches (tiles by
+    TileRules `rules`); returns the toolchains ({package: version}) that produced the cubins."""
     from compiler import cutile_export
     log = log or (lambda message: None)
     cache_dir = cache_dir or DEFAULT_CACHE
@@ -52,7 +54,7 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None):
             shapes = [tuple(arg["shape"]) for arg in launch["args"]]
             launch["targets"] = {}
             for sm in sms:
-                tiles = choose_tiles(sm, generic["template"], generic["constants"], shapes)
+                tiles = choose_tiles(sm, generic["template"], generic["constants"], shapes, rules)
                 constants = {**generic["constants"], **tiles}
                 signature = [alignment_facts(arg) for arg in launch["args"]]
                 key = (sm, generic["template"], repr(sorted(constants.items())), repr(signature))

@@ -1,4 +1,4 @@
-"""Runs a plan's programs on the CPU with NumPy: one function per kernel template.
+"""Runs a plan's programs on the CPU with NumPy: one reference per kernel template (runtime/kernels/).
 
 The CPU fallback of `cgc run` and the semantic reference the compiler and GPU kernels are tested
 against. Launch operands are bound to views once, at load time, then replayed.
@@ -7,7 +7,7 @@ against. Launch operands are bound to views once, at load time, then replayed.
 import numpy as np
 
 from runtime.errors import PlanError
-from runtime.numpy_kernels import KERNELS, View
+from runtime.kernels import View, reference
 from runtime.plan import weights_image
 from runtime.sampling import neutral_params
 
@@ -30,7 +30,7 @@ class NumpyExecutor:
         bound = []
         for launch in program["launches"]:
             spec = self.plan["kernels"][launch["kernel"]]
-            kernel = KERNELS.get(spec["template"])
+            kernel = reference(spec["template"])
             if kernel is None:
                 raise PlanError(f"program '{name}': no NumPy kernel for template '{spec['template']}'")
             bound.append((kernel, spec["constants"], [View(self.regions, arg) for arg in launch["args"]]))

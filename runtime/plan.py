@@ -41,6 +41,7 @@ Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
 Kernel operand order and semantics: templates/README.md.
+Layout constants of operands (row-statistics and argmax groups, EOS slots): runtime/plan_layout.py.
 """
 
 import hashlib

@@ -1,9 +1,14 @@
-"""The compiler passes, in the one order they run. Each is `run(graph) -> graph` (store_out_in also
-takes the plan's max batch and target SMs)."""
+"""The compiler passes, in the one order they run.
+
+Each pass is a module with `run(graph, context) -> graph` (context: passes/context.PassContext,
+the plan's max batch, target SMs and tile rules) returning a rewritten copy; rewrites several
+passes share live in passes/patterns.py.
+"""
 
 from compiler.passes import (concat_gate_up, concat_qkv, fold_norms, fuse_add_norm, fuse_epilogues,
                              fuse_norm_rope, hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers,
                              store_out_in)
+from compiler.passes.context import DEFAULT, PassContext  # noqa: F401
 
 PIPELINE = (
     infer_shapes,
@@ -21,14 +26,15 @@ PIPELINE = (
 )
 
 
-def run_pipeline(graph, progress=None, max_batch=1, sms=()):
-    """Run every pass of PIPELINE in order; `progress(name)` is called before each. store_out_in
-    also reads `max_batch`, the sequences the plan decodes at once, and `sms`, its target SMs."""
+def pass_name(compiler_pass):
+    """A pass's name: its module's last component."""
+    return compiler_pass.__name__.rsplit(".", 1)[-1]
+
+
+def run_pipeline(graph, context=DEFAULT, progress=None):
+    """Run every pass of PIPELINE in order with `context`; `progress(name)` is called before each."""
     for compiler_pass in PIPELINE:
         if progress is not None:
-            progress(compiler_pass.__name__.rsplit(".", 1)[-1])
-        if compiler_pass is store_out_in:
-            graph = compiler_pass.run(graph, max_batch, sms)
-        else:
-            graph = compiler_pass.run(graph)
+            progress(pass_name(compiler_pass))
+        graph = compiler_pass.run(graph, context)
     return graph

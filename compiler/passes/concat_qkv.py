@@ -4,9 +4,11 @@ For each `attention`, follows q, k and v back through per-head ops (rmsnorm, rop
 linears; when all three read the same input with the same bias presence, they become one linear
 over the concatenated [in, q+k+v] weight and a zero-copy split. Declines otherwise (e.g. GPT-2,
 whose checkpoint already stores c_attn fused).
+Order: after hoist_transposes (merges in_out linears only), before fuse_epilogues.
 """
 
-from compiler.passes import linear_merge
+from compiler.passes.context import DEFAULT
+from compiler.passes.patterns import layer_prefix, merge_linears, mergeable_linears
 
 _PASS_THROUGH = ("rope", "rmsnorm")
 
@@ -18,17 +20,17 @@ def _source_linear(graph, tensor_name):
     return op
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with each attention's q/k/v projections merged."""
     graph = graph.copy()
     merged = 0
     for attention in [op for op in graph.ops if op.kind == "attention"]:
         linears = [_source_linear(graph, attention.inputs[role]) for role in ("q", "k", "v")]
-        if not linear_merge.mergeable(graph, linears):
+        if not mergeable_linears(graph, linears):
             continue
-        prefix = f"l{attention.layer}." if attention.layer is not None else ""
+        prefix = layer_prefix(attention)
         weight_base = linears[0].weights["weight"].rsplit(".", 1)[0].rsplit("q_proj", 1)[0] + "qkv_proj"
-        linear_merge.merge(graph, linears, f"{prefix}qkv_proj", weight_base.replace("^T", ""))
+        merge_linears(graph, linears, f"{prefix}qkv_proj", weight_base.replace("^T", ""))
         merged += 1
     graph.log("concat_qkv", f"{merged} q/k/v projection triples -> 1 matmul each")
     return graph

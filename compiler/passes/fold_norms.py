@@ -8,27 +8,28 @@ W'' has zero column sums, so x @ W'' = (x - mean(x)) @ diag(gamma) W. The folded
 made at compile time (recipes "fold_scale" and "fold_bias"). The row statistics come from the
 op that wrote x (a linear or the embedding): its epilogue also stores, per row, the sums of
 squares (and, for LayerNorm, the sums) of each 32-column group of the values it stored, into a
-small fp32 tensor `<x>.stats` (layout: runtime/numpy_kernels.stats_width). The reading matmul
+small fp32 tensor `<x>.stats` (layout: runtime/plan_layout.stats_width). The reading matmul
 loads it before its K loop and scales its rows by rstd after it. The norm's launch and its round trip
 through memory disappear, in prefill and decode alike.
-(Gathering the sums inside the reading matmul's K loop instead cost 1.2-1.5 us per decode matmul
-on the H100, and up to 3x its time with LayerNorm's two per-lane accumulators.)
+(Gathering the sums inside the reading matmul's K loop instead ran slower: docs/tuning.md.)
 Declines per-head norms, norms with a reader that is not an [in, out] linear, norms whose
 output the program returns, and norms whose input another kind of op (or a view) produces.
+Order: after fuse_epilogues (a producer's epilogue stores the statistics), before fuse_add_norm.
 """
 
 from compiler.ir import Tensor, Weight
-from compiler.passes.fuse_add_norm import _whole_row_norm
+from compiler.passes.context import DEFAULT
+from compiler.passes.patterns import whole_row_norm
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norms folded into their reading linears."""
     graph = graph.copy()
     folded = 0
     for norm in [op for op in graph.ops if op.kind in ("layernorm", "rmsnorm")]:
         readers = graph.consumers(norm.outputs[0])
         producer = graph.producer(norm.inputs["x"])
-        if (not _whole_row_norm(graph, norm) or not readers or norm.outputs[0] in graph.outputs.values()
+        if (not whole_row_norm(graph, norm) or not readers or norm.outputs[0] in graph.outputs.values()
                 or any(op.kind != "linear" or op.attrs.get("layout") != "in_out" or "prologue" in op.attrs
                        for op in readers)
                 or producer is None or producer.kind not in ("linear", "embed") or len(producer.outputs) != 1

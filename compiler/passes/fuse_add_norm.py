@@ -4,17 +4,20 @@ The fused op writes both the sum (still needed as the residual stream) and the n
 reading each row once. Declines per-head norms (group smaller than the row) and adds whose sum
 no whole-row norm reads. After fuse_epilogues most residual adds already live in matmul
 epilogues, so this catches the rest.
+Order: after fuse_epilogues and fold_norms.
 """
 
 from compiler.ir import Op
+from compiler.passes.context import DEFAULT
+from compiler.passes.patterns import whole_row_norm
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with add -> norm pairs fused."""
     graph = graph.copy()
     fused = 0
     for add in [op for op in graph.ops if op.kind == "add"]:
-        norm = next((op for op in graph.consumers(add.outputs[0]) if _whole_row_norm(graph, op)), None)
+        norm = next((op for op in graph.consumers(add.outputs[0]) if whole_row_norm(graph, op)), None)
         if norm is None:
             continue
         attrs = {"eps": norm.attrs["eps"], "norm": norm.kind}
@@ -26,11 +29,3 @@ def run(graph):
     graph.log("fuse_add_norm", f"{fused} add + norm pairs fused")
     return graph
 
-
-def _whole_row_norm(graph, op):
-    if op.kind == "layernorm":
-        return True
-    if op.kind == "rmsnorm":
-        width = graph.tensors[op.inputs["x"]].shape[1]
-        return op.attrs.get("group") in (None, width)
-    return False

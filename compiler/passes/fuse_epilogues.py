@@ -4,12 +4,16 @@ A `linear` gains, in order: `bias` (its own bias), `gelu` (sole consumer is a ge
 `silu_mul` (its output is split in two equal halves whose only consumer is one silu_mul, as
 concat_gate_up leaves it), `residual` (sole consumer is an add whose other operand exists before
 the linear). Declines when the output has several consumers or is a graph output.
+Order: after the concatenations, before fold_norms (a norm then reads a linear's output, whose
+epilogue can store its row statistics) and fuse_add_norm (which takes the adds left over).
 """
+
+from compiler.passes.context import DEFAULT
 
 _ORDER = ("bias", "gelu", "silu_mul", "residual")
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with epilogues fused into linears."""
     graph = graph.copy()
     counts = dict.fromkeys(_ORDER, 0)

@@ -5,10 +5,13 @@ rotating it: one launch and one round trip through memory fewer per norm (decode
 per op, so this halves Qwen3's per-layer q/k work). The rope gains weight `norm_weight` and
 attr `norm_eps`. Declines norms whose group is not the rope's head_dim, with other readers, or
 whose output is a graph output.
+Order: after concat_qkv, before merge_qk_rope (which carries the fused norms along).
 """
 
+from compiler.passes.context import DEFAULT
 
-def run(graph):
+
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norm -> rope pairs fused."""
     graph = graph.copy()
     fused = 0

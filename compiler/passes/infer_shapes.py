@@ -2,15 +2,17 @@
 
 Declines nothing: any inconsistency (widths that differ, heads that do not divide, a weight
 used with two shapes) raises GraphError naming the file, line and op.
+Order: first (on the loaded graph), and again after the rewrites to re-validate them.
 """
 
 from compiler.errors import GraphError
-from runtime.numpy_kernels import DECODE_STATS_GROUP, stats_width
+from compiler.passes.context import DEFAULT
+from runtime.plan_layout import DECODE_STATS_GROUP, stats_width
 
 ROWS = "T"
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with shapes and dtypes filled in and validated."""
     graph = graph.copy()
     for op in graph.ops:
@@ -46,7 +48,7 @@ def _set_output(graph, op, index, width, view_of=None):
 
 
 def _set_stats(graph, op, width):
-    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (see runtime/numpy_kernels.py),
+    """A producer's row statistics (fold_norms): [T, stats_width] fp32 (layout: runtime/plan_layout.py),
     as wide as the narrowest column groups need (decode's); prefill programs use the first columns."""
     if len(op.outputs) < 2:
         return

@@ -7,12 +7,15 @@ layer). The split that produced q and k now yields one [q | k] view; the merged 
 fused earlier (fuse_norm_rope) travel along: `norm_weight` (q heads) and `k_norm_weight`, with
 `q_heads` telling them apart. Declines unless both ropes match (head_dim, theta, scaling, norm)
 and read adjacent outputs of one split that only they read.
+Order: after fuse_norm_rope, before store_out_in.
 """
 
 from compiler.ir import Op, Tensor
+from compiler.passes.context import DEFAULT
+from compiler.passes.patterns import layer_prefix
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with each attention's q and k ropes merged."""
     graph = graph.copy()
     merged = 0
@@ -46,7 +49,7 @@ def _merge(graph, q_rope, k_rope):
     split = graph.producer(q_rope.inputs["x"])
     index = split.outputs.index(q_rope.inputs["x"])
     widths = [q_rope.attrs["heads"] * q_rope.attrs["head_dim"], k_rope.attrs["heads"] * k_rope.attrs["head_dim"]]
-    prefix = f"l{q_rope.layer}." if q_rope.layer is not None else ""
+    prefix = layer_prefix(q_rope)
     source, rotated = f"{prefix}qk", f"{prefix}qk_rope.out"
     graph.tensors[source], graph.tensors[rotated] = Tensor(source), Tensor(rotated)
     split.outputs[index:index + 2] = [source]

@@ -5,14 +5,16 @@ of each row's slice of the arena, and a program with T rows places it at `T * ro
 One layout thus serves every program (prefill buckets and decode). Program inputs and graph
 outputs live outside the arena (io region); views share their base's storage and extend its
 lifetime. Records offsets, the arena's bytes per row and the naive sum (no reuse).
+Order: last, on the re-validated graph.
 """
 
+from compiler.passes.context import DEFAULT
 from runtime.dtypes import itemsize
 
 ROW_ALIGN = 16  # bytes; T * offset stays 16-byte aligned for vector loads
 
 
-def run(graph):
+def run(graph, context=DEFAULT):
     """Return a copy of `graph` with `graph.buffers` set (row offsets, liveness, sizes)."""
     graph = graph.copy()
     intervals = liveness(graph)

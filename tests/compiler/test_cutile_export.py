@@ -1,5 +1,6 @@
 """Every kernel template exports to a cubin on this CPU-only machine: entry symbol, block size,
-parameter layout (calling convention cutile_python_v1), on-disk cache, errors, grids."""
+parameter layout (calling convention cutile_python_v1), on-disk cache, errors (tile choices and
+grids: tests/compiler/test_tiles.py)."""
 
 import time
 
@@ -10,7 +11,7 @@ pytest.importorskip("cuda.tile")
 from compiler import cutile_export  # noqa: E402
 from compiler.cutile_export import (KernelExportError, KernelKey, block_threads, export_cubin,  # noqa: E402
                                     parameter_sizes, render, symbols)
-from compiler.tiles import choose_tiles, launch_grid  # noqa: E402
+from compiler.kernels import choose_tiles  # noqa: E402
 
 F16 = "float16"
 I32 = "int32"
@@ -167,58 +168,6 @@ def test_unknown_template_and_missing_constant_are_export_errors():
         render("conv", {})
     with pytest.raises(KernelExportError, match="layernorm"):
         render("layernorm", {"dtype": F16})
-
-
-def test_launch_grids_cover_odd_shapes():
-    assert launch_grid("matmul", {"tile_m": 16, "tile_n": 64}, [(37, 48), (48, 50257), (37, 50257)]) == (3, 786, 1)
-    attention = [(38, 48), (38, 48), (38, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (38, 48)]
-    assert launch_grid("attention", {"phase": "prefill", "tile_q": 16, "heads": 3, "seq": 19}, attention) == (2, 3, 2)
-    attention = [(2, 48), (2, 48), (2, 48), (2, 3, 64, 16), (2, 3, 64, 16), (2,), (2,), (2, 48)]
-    assert launch_grid("attention", {"phase": "decode", "heads": 3}, attention) == (2, 3, 1)
-    assert launch_grid("matmul", {"tile_m": 16, "tile_n": 32}, [(2, 3000), (3000, 200), (2, 200)]) == (1, 7, 1)
-    assert launch_grid("rmsnorm", {"rows": 8, "group": 16}, [(37, 48), (16,), (37, 48)]) == (5, 3, 1)
-
-
-def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faster():
-    def tiles(dtype, rows, inner, columns, epilogue=("bias",)):
-        return choose_tiles(90, "matmul", {"dtype": dtype, "epilogue": list(epilogue)},
-                            [(rows, inner), (inner, columns), (rows, columns)])
-
-    assert tiles(F16, 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
-    assert tiles(F16, 1, 768, 3072)["tile_k"] == 256
-    assert tiles("float32", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 1}
-    assert tiles("bfloat16", 1, 3072, 768) == {"tile_m": 1, "tile_n": 32, "tile_k": 512, "weight_latency": 1, "occupancy": 2}
-    assert tiles(F16, 1, 1024, 2 * 3072, ("silu_mul",))["tile_m"] == 16
-    assert tiles(F16, 2, 3072, 768)["tile_m"] == 16
-    assert tiles(F16, 1, 768, 50257)["tile_n"] == 128  # LM heads keep the wide MMA tile
-    assert launch_grid("matmul", tiles(F16, 1, 3072, 768), [(1, 3072), (3072, 768), (1, 768)]) == (1, 24, 1)
-
-
-def test_one_row_out_in_matmuls_step_deeper_from_deep_k_where_their_ctas_fill_the_sms():
-    def tiles(inner, columns, sm=90, epilogue=("residual",)):
-        constants = {"dtype": "bfloat16", "epilogue": list(epilogue), "weight_layout": "out_in"}
-        return choose_tiles(sm, "matmul", constants, [(1, inner), (columns, inner), (1, columns), (1, columns)])
-
-    assert tiles(3072, 1024) == {"tile_m": 1, "tile_n": 8, "tile_k": 1024, "weight_latency": 1, "occupancy": 2}
-    assert tiles(2048, 1024)["tile_k"] == 1024  # qwen3-0.6b down_proj and o_proj: 128 CTAs on 132 SMs
-    assert tiles(1024, 1024)["tile_k"] == 512   # below DEEP_K
-    assert tiles(3072, 768)["tile_k"] == 512    # gpt2 mlp c_proj: 96 CTAs
-    assert tiles(3072, 768, sm=121)["tile_k"] == 1024  # 96 CTAs fill 48 SMs
-    assert tiles(1024, 2 * 3072, epilogue=("silu_mul",))["tile_k"] == 256  # 16-row gate+up tiles
-    assert launch_grid("matmul", tiles(3072, 1024), [(1, 3072), (1024, 3072), (1, 1024), (1, 1024)]) == (1, 128, 1)
-
-
-def test_row_statistics_group_width_comes_from_one_constant():
-    stats = {"dtype": F16, "epilogue": ["residual"], "row_stats": "rmsnorm", "prologue": "rmsnorm", "stats_group": 32}
-    shapes = [(2, 64), (2, 2), (64, 96), (2, 96), (2, 96), (2, 3)]
-    assert "stats_group" not in choose_tiles(90, "matmul", stats, shapes)  # lowering names it, tiles keep it
-    with pytest.raises(ValueError, match="multiple of 64"):  # statistics groups must tile the output tile
-        choose_tiles(90, "matmul", {**stats, "stats_group": 64}, [(2, 64), (2, 1), (64, 96), (2, 96), (2, 96), (2, 2)])
-    embed = {"dtype": F16, "positions": False, "row_stats": "rmsnorm", "stats_group": 32}
-    assert "stats_group" not in choose_tiles(90, "embed", embed, [(2, 5), (2,), (300, 48), (10, 48), (10, 2)])
-    source = render("matmul", {**stats, "tile_m": 16, "tile_n": 32, "tile_k": 64, "stats_block": 4, "eps": 1e-6,
-                               "stats_group": 16})
-    assert "GROUP = 16" in source and "ct.cdiv(x.shape[1], 16)" in source
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ pytest.importorskip("cuda.tile")
 
 from compiler.compile import CompileOptions, compile_plan  # noqa: E402
 from compiler.cutile_export import block_threads, symbols  # noqa: E402
-from compiler.tiles import launch_grid  # noqa: E402
+from compiler.kernels import launch_grid  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 
 TARGETS = (80, 90, 100, 120, 121)

@@ -9,7 +9,8 @@ The folder holds one `<case>.cubin` per case and `manifest.json`: for each case 
 full constants (tiles included), entry symbol, block size (EIATTR_REQNTID), grid, tolerance and
 operands. An operand is a strided view into a buffer of its own: `shape`, `strides` (elements),
 `offset` (elements from the buffer start, the column offset of a slice) and `buffer` (elements
-to allocate); int32 operands carry their `values`. `role` is `in`, `out` (poisoned with NaN
+to allocate); int32 operands carry their `values`. Cases name their operands by role and
+compiler.kernels.ordered lays them out, as lowering does. `role` is `in`, `out` (poisoned with NaN
 before the launch) or `inout` (the KV cache: random history, updated in place).
 """
 
@@ -20,8 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from compiler.specialize import alignment_facts
-from compiler.tiles import launch_grid
-from runtime.numpy_kernels import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
+from compiler.kernels import choose_tiles, launch_grid, ordered
+from runtime.plan_layout import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
@@ -301,9 +302,12 @@ def _sample_cases():
 
 
 def all_cases():
-    """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case."""
-    return (_embed_cases() + _norm_cases() + _matmul_cases() + _elementwise_cases() + _rope_cases()
-            + _attention_cases() + _sample_cases())
+    """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case;
+    the operands in the template's order (compiler/kernels/<template>.py roles, as lowering uses)."""
+    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _elementwise_cases() + _rope_cases()
+             + _attention_cases() + _sample_cases())
+    return [(name, template, constants, ordered(template, constants, {o["name"]: o for o in ops}), bound)
+            for name, template, constants, ops, bound in cases]
 
 
 def signature_of(entry):
@@ -316,7 +320,6 @@ def signature_of(entry):
 def export_case(case, sm, out_dir, cache_dir):
     """Export one case; returns its manifest entry."""
     from compiler import cutile_export
-    from compiler.tiles import choose_tiles
     name, template, constants, ops, bound = case
     shapes = [tuple(o["shape"]) for o in ops]
     generic = {**constants, "epilogue": tuple(constants["epilogue"])} if "epilogue" in constants else constants

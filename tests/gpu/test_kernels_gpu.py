@@ -25,10 +25,14 @@ pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 
 from compiler.compile import compile_plan  # noqa: E402
+from compiler.kernels import roles  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.dtypes import from_float32, itemsize, to_float32  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
-from runtime.numpy_kernels import View, group_argmax, merge_splits, norm_rstd, row_stats  # noqa: E402
+from runtime.kernels import View  # noqa: E402
+from runtime.kernels.attention_merge import merge_splits  # noqa: E402
+from runtime.kernels.matmul import group_argmax  # noqa: E402
+from runtime.kernels.shared import norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
@@ -36,28 +40,25 @@ BOUNDS = {"float32": 5e-3, "float16": 2e-2, "bfloat16": 5e-2}  # fp32 matmuls ru
 
 
 def _outputs(template, args, constants):
+    """The operands a launch writes, by role (compiler/kernels/<template>.py)."""
+    order = roles(template, constants)
+    named = dict(zip(order, args))
     if template == "sample":
-        return args[6:10]  # history, next tokens, next start, next lens
-    if template == "attention":
-        if constants.get("kv_splits"):  # partial outputs and their lse (merged before comparing)
-            return [args[-2], args[3], args[4]]
-        return [args[-1], args[3], args[4]]  # out, k_cache, v_cache
+        return [named[r] for r in ("history", "next_tokens", "next_start", "next_lens")]
+    if template == "attention":  # split: partial outputs (merged before comparing), then the cache
+        return [named["partials" if constants.get("kv_splits") else "out"], named["k_cache"], named["v_cache"]]
     if template == "add_norm":
-        return args[-2:]  # sum and norm
-    return args[_out_index(constants):]  # out, (its row statistics), (its group maxima and their ids)
+        return [named["sum_out"], named["norm_out"]]
+    return args[order.index("out"):]  # out, (its row statistics), (its group maxima and their ids)
 
 
-def _out_index(constants):
-    return -1 - bool(constants.get("row_stats")) - 2 * bool(constants.get("row_argmax"))
-
-
-def _written(constants, args, operand, values):
+def _written(template, constants, args, operand, values):
     """The columns a launch defines: LayerNorm row statistics leave the groups between G and the
     power of two P of each half unwritten."""
-    out = _out_index(constants)
-    if constants.get("row_stats") != "layernorm" or operand is not args[out + 1]:
+    named = dict(zip(roles(template, constants), args))
+    if constants.get("row_stats") != "layernorm" or operand is not named.get("stats"):
         return values
-    half, groups = values.shape[1] // 2, -(-args[out]["shape"][1] // 32)
+    half, groups = values.shape[1] // 2, -(-named["out"]["shape"][1] // 32)
     return np.concatenate([values[:, :groups], values[:, half:half + groups]], axis=1)
 
 
@@ -120,23 +121,24 @@ def test_each_launch_matches_numpy(case_plan, program):
         function(grid, block, args, stream=gpu.stream)
         gpu.stream.synchronize()
         template = case_plan["kernels"][launch["kernel"]]["template"]
+        named = dict(zip(roles(template, constants), launch["args"]))
         for operand in _outputs(template, launch["args"], constants):
-            expected = _written(constants, launch["args"], operand, View(reference.regions, operand).read())
-            actual = _written(constants, launch["args"], operand, _gpu_array(gpu, operand))
-            if template == "attention" and operand is launch["args"][-2]:  # split: the merged rows
+            expected = _written(template, constants, launch["args"], operand, View(reference.regions, operand).read())
+            actual = _written(template, constants, launch["args"], operand, _gpu_array(gpu, operand))
+            if template == "attention" and operand is named.get("partials"):  # split: the merged rows
                 # (NumPy gives split 0 every key, the kernel spreads them: only the merge agrees)
-                lse, shape = launch["args"][-1], (constants["kv_splits"], constants["head_dim"])
+                lse, shape = named["partial_lse"], (constants["kv_splits"], constants["head_dim"])
                 expected = merge_splits(expected, View(reference.regions, lse).read(), *shape)
                 actual = merge_splits(actual, _gpu_array(gpu, lse), *shape)
             if template == "sample":  # token ids and positions: exact
                 mismatched = np.argwhere(actual != expected)
                 assert mismatched.size == 0, f"launch {index} (sample): {operand['shape']} differs at {mismatched[:4].tolist()}"
                 continue
-            if constants.get("row_argmax") and operand is launch["args"][-1]:
+            if constants.get("row_argmax") and operand is named["argmax_ids"]:
                 # a group's first maximum moves with rounding-level differences from NumPy: check the
                 # ids (and the maxima, exactly) against the kernel's own stored output instead
-                values, ids = group_argmax(_gpu_array(gpu, launch["args"][_out_index(constants)]))
-                assert np.array_equal(_gpu_array(gpu, launch["args"][-2]), values), f"launch {index}: group maxima"
+                values, ids = group_argmax(_gpu_array(gpu, named["out"]))
+                assert np.array_equal(_gpu_array(gpu, named["argmax_values"]), values), f"launch {index}: group maxima"
                 assert np.array_equal(actual, ids), f"launch {index}: group argmax ids"
                 continue
             scale = max(float(np.abs(expected).max()), 1e-6)
@@ -376,7 +378,7 @@ def _ref_attention(c, v):
 
 
 def _ref_sample(c, v):
-    from runtime.numpy_kernels import sample
+    from runtime.kernels.sample import sample
 
     class Operand:  # the NumPy kernel's view interface over the case's arrays
         def __init__(self, values, dtype):

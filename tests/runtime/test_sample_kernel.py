@@ -1,9 +1,11 @@
-"""The on-device sampler's NumPy reference (runtime/numpy_kernels.sample): what it picks and writes."""
+"""The on-device sampler's NumPy reference (runtime/kernels/sample.py): what it picks and writes."""
 
 import numpy as np
 import pytest
 
-from runtime.numpy_kernels import ARGMAX_GROUP, group_argmax, hash_uniform, sample
+from runtime.kernels.matmul import group_argmax
+from runtime.kernels.sample import hash_uniform, sample
+from runtime.plan_layout import ARGMAX_GROUP
 
 
 class Buffer:

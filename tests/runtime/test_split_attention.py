@@ -6,7 +6,7 @@ import pytest
 
 from compiler import lower
 from compiler.passes import infer_shapes, plan_buffers
-from runtime.numpy_kernels import merge_splits
+from runtime.kernels.attention_merge import merge_splits
 from tests.conftest import small_graph
 from tests.graph_exec import run_graph
 

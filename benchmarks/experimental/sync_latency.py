@@ -2,8 +2,8 @@
 pays) against a grid-wide barrier inside one launch (what a persistent decode kernel, whose CTAs
 wait on each other's results instead of on kernel ends, would pay instead).
 
-    python benchmarks/sync_latency.py --export-only 90   # compile the kernels here (needs cuda.tile)
-    python benchmarks/sync_latency.py [--ctas 128]        # on the device (needs cupy)
+    python benchmarks/experimental/sync_latency.py --export-only 90   # compile the kernels here (needs cuda.tile)
+    python benchmarks/experimental/sync_latency.py [--ctas 128]        # on the device (needs cupy)
 
 boundary: chains of launches of a G-CTA kernel that waits for the launch before it (programmatic
 dependent launch in a CUDA graph, as decode programs run), then each CTA reads its value and writes
@@ -20,7 +20,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 from runtime.cupy_executor import device_sm  # noqa: E402
 from runtime.driver_launch import DependentLaunch  # noqa: E402
@@ -157,7 +158,7 @@ def main():
     parser.add_argument("--export-only", type=int, metavar="SM", help="compile the kernels for this SM and stop")
     parser.add_argument("--ctas", default="32,128", help="comma-separated CTA counts (at most the SMs)")
     parser.add_argument("--cache", default=os.environ.get("CGC_CACHE_DIR", CACHE))
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results"))
     args = parser.parse_args()
     if args.export_only:
         export(args.export_only, args.cache)

@@ -1,4 +1,4 @@
-"""benchmarks/sync_latency.py's kernels export (cuTile's while loop and ordered atomics) and are
+"""benchmarks/experimental/sync_latency.py's kernels export (cuTile's while loop and ordered atomics) and are
 indexed where the device finds them without the toolchain."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("cuda.tile")
 
-from benchmarks import sync_latency  # noqa: E402
+from benchmarks.experimental import sync_latency  # noqa: E402
 from compiler import cutile_export  # noqa: E402
 
 

@@ -1,0 +1,1 @@
+"""Studies: benchmarks that time candidate rules or hardware costs rather than what ships."""

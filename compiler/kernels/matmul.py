@@ -1,0 +1,111 @@
+"""out = epilogue(prologue(x) @ weight): templates/matmul.py.jinja.
+
+Tiles by launch shape: prefill-shaped launches (more than rules.decode_rows rows) take the MMA
+candidate that fills the SMs' waves best; decode-shaped ones MMA tiles with a weight-load latency
+hint, LM heads wider tiles, and one token row the one-row path (no MMA; TILE_M == 1) where it
+was measured faster: [K, N] weights without gate+up in the dtypes of rules.one_row_hints, and
+[N, K] weights (store_out_in) in whole weight rows per CTA.
+"""
+
+from compiler.tiles import cdiv, covers_sms, pow2, shape_class, sm_count
+from compiler.kernels.common import stats_half
+from runtime.plan_layout import ARGMAX_GROUP
+
+
+def roles(constants):
+    """x [T, K], (norm_stats), weight [K, N] or [N, K], (weight_up), (bias [N]), (residual), out [T, N],
+    (stats), (argmax_values, argmax_ids)."""
+    epilogue = constants.get("epilogue", ())
+    names = ["x", *(("norm_stats",) if constants.get("prologue") else ()), "weight"]
+    names += [role for step, role in (("silu_mul", "weight_up"), ("bias", "bias"), ("residual", "residual"))
+              if step in epilogue]
+    names.append("out")
+    if constants.get("row_stats"):
+        names.append("stats")
+    if constants.get("row_argmax"):
+        names += ["argmax_values", "argmax_ids"]
+    return tuple(names)
+
+
+def tiles(rules, sm, constants, shapes):
+    """Tile sizes and hints (see the module docstring); checks that row statistics and argmax
+    groups fit the column tiles."""
+    rows, depth = shapes["x"]
+    columns = shapes["out"][1]
+    dtype = constants.get("dtype")
+    if shape_class(rules, rows) == "prefill":
+        tiles = {"tile_k": rules.prefill_tile_k, **_fill_waves(rules, sm, rows, columns, dtype)}
+    else:
+        tiles = dict(rules.mma_decode)
+        if columns > rules.wide_decode_columns:
+            tiles.update(rules.wide_decode)
+        elif rows == 1 and constants.get("weight_layout") == "out_in":
+            tiles.update(_out_in_one_row(rules, sm, columns, depth, dtype))
+        elif rows == 1 and (one_row := _one_row(rules, constants, depth)):
+            tiles.update(one_row)
+        else:
+            tiles["weight_latency"] = 4 if depth >= rules.deep_k else 2
+    if dtype == "float32":  # fp32 tiles are twice the bytes
+        tiles["tile_k"] = min(tiles["tile_k"], 256 if tiles["tile_m"] == 1 else 32)
+    if "prefetch" in tiles:  # weight tiles loaded before the wait: no more than the K steps
+        tiles["prefetch"] = min(tiles["prefetch"], cdiv(depth, tiles["tile_k"]))
+    if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)
+        groups = shapes["norm_stats"][1] // (2 if constants["prologue"] == "layernorm" else 1)
+        tiles["stats_block"] = pow2(groups)
+    if constants.get("row_argmax"):
+        tiles["argmax_group"] = ARGMAX_GROUP
+    if constants.get("row_stats") and tiles["tile_n"] % constants["stats_group"]:
+        raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {constants['stats_group']} "
+                         f"to store row statistics")
+    if constants.get("row_argmax") and tiles["tile_n"] % ARGMAX_GROUP:
+        raise ValueError(f"matmul tile_n {tiles['tile_n']} must be a multiple of {ARGMAX_GROUP} "
+                         f"to store per-group maxima")
+    tiles.update(stats_half(constants, shapes))
+    return tiles
+
+
+def grid(constants, shapes):
+    """Row tiles x column tiles."""
+    return (cdiv(shapes["x"][0], constants["tile_m"]), cdiv(shapes["out"][1], constants["tile_n"]), 1)
+
+
+def in_out_one_row_fills(rules, sm, columns):
+    """Whether one-row [K, N] tiles of a `columns`-wide linear leave no SMs of `sm` idle (see
+    rules.in_out_one_row_fill); LM heads (wider than wide_decode_columns) always count as filling them."""
+    return columns > rules.wide_decode_columns or covers_sms(
+        sm, cdiv(columns, rules.one_row["tile_n"]), rules.in_out_one_row_fill)
+
+
+def _one_row(rules, constants, depth):
+    """One-row tiles on [K, N] weights, or None where the launch keeps MMA tiles: gate+up, and
+    dtypes without one_row_hints."""
+    hints = rules.one_row_hints.get(constants.get("dtype"))
+    if hints is None or "silu_mul" in constants.get("epilogue", ()):
+        return None
+    return {**rules.one_row, "tile_k": 512 if depth >= rules.deep_k else 256, **hints}
+
+
+def _out_in_one_row(rules, sm, columns, depth, dtype):
+    """One-row tiles on [N, K] weights, K = `depth`: the fewest whole weight rows per CTA that keep
+    the CTAs within the SMs' slots (see rules.out_in_rows, out_in_k)."""
+    hints = rules.one_row_hints.get(dtype, {})
+    slots = sm_count(sm) * hints.get("occupancy", 1)
+    tile_n = next((rows for rows in rules.out_in_rows if cdiv(columns, rows) <= slots), rules.out_in_rows[-1])
+    deep = depth >= rules.deep_k and covers_sms(sm, cdiv(columns, tile_n), rules.out_in_deep_fill)
+    return {**rules.one_row, "tile_n": tile_n, "tile_k": rules.out_in_k[tile_n][deep], **hints}
+
+
+def _fill_waves(rules, sm, rows, columns, dtype):
+    """Prefill tile that keeps the SMs busiest: waves of CTAs times tile size over efficiency.
+    Two CTAs per SM were measured with 16-bit tiles only; fp32 (TF32) tiles keep one."""
+    def cost(candidate):
+        tile_m, tile_n, efficiency, occupancy = candidate
+        occupancy = 1 if dtype == "float32" else occupancy
+        ctas = cdiv(rows, tile_m) * cdiv(columns, tile_n)
+        return cdiv(ctas, sm_count(sm) * occupancy) * tile_m * tile_n / efficiency
+
+    tile_m, tile_n, _, occupancy = min(rules.prefill_candidates, key=cost)
+    tiles = {"tile_m": tile_m, "tile_n": tile_n}
+    if occupancy > 1 and dtype != "float32":
+        tiles["occupancy"] = occupancy
+    return tiles

@@ -1,0 +1,18 @@
+"""What every pass may read besides the graph: the plan's settings, as one frozen value."""
+
+from dataclasses import dataclass
+
+from compiler.tiles import SHIPPED, TileRules
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """Settings a pass may depend on: `max_batch` (sequences the plan decodes at once), `sms`
+    (target SMs, empty for a CPU-only plan) and the plan's tile rules."""
+
+    max_batch: int = 1
+    sms: tuple = ()
+    tile_rules: TileRules = SHIPPED
+
+
+DEFAULT = PassContext()
