@@ -1,6 +1,7 @@
 """The compile driver: graph YAML -> passes -> lowering -> (kernels) -> weights -> plan file."""
 
 import collections
+import dataclasses
 import datetime
 import math
 import os
@@ -40,6 +41,7 @@ class CompileOptions:
     tokenizer: str | None = None   # dir with tokenizer.json or vocab.json + merges.txt; default: checkpoint
     cache_dir: str | None = None
     tile_rules: TileRules = SHIPPED  # tiling and scheduling choices (compiler/tiles.py; cgc compile --tiles)
+    targets: tuple = ()  # compiler.targets.Target per SM (--gpu, --sm SM:COUNT); default: the sms' reference devices
 
 
 def compile_plan(graph_path, output_path, options, log=None):
@@ -47,6 +49,7 @@ def compile_plan(graph_path, output_path, options, log=None):
     log = log or (lambda message: None)
     started = time.perf_counter()
     _check_options(options)
+    options, targets = _resolve_targets(options)
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
     context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules)
@@ -69,6 +72,7 @@ def compile_plan(graph_path, output_path, options, log=None):
         "model": {"name": graph.name, "family": graph.family, "graph_file": os.path.basename(graph.source),
                   "dtype": graph.dtype, "config": _plain(graph.config)},
         "targets": sorted(options.sms),
+        "devices": {f"sm_{target.sm}": target.record() for target in targets},
         "limits": {"max_batch": options.max_batch, "max_seq": options.max_seq,
                    "prefill_buckets": sorted(set(options.prefill_buckets))},
         "regions": {"arena": lowering.arena_bytes, "io": lowering.io_bytes, "kv": lowering.kv_bytes,
@@ -86,6 +90,15 @@ def compile_plan(graph_path, output_path, options, log=None):
     size = write_plan(body, output_path)
     log(f"wrote {output_path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
     return body
+
+
+def _resolve_targets(options):
+    """(options with sms and the tile rules' SM counts taken from the targets, the targets)."""
+    from compiler.targets import target_for_sm
+    targets = tuple(options.targets) or tuple(target_for_sm(sm) for sm in options.sms)
+    counts = {**options.tile_rules.sm_counts, **{target.sm: target.sm_count for target in targets}}
+    rules = dataclasses.replace(options.tile_rules, sm_counts=counts)
+    return dataclasses.replace(options, sms=tuple(target.sm for target in targets), tile_rules=rules), targets
 
 
 def _tokenizer(options, log):

@@ -53,6 +53,7 @@ DEVICES = {device.name: device for device in (
 REFERENCE = {80: "a100", 86: "rtx-a6000", 87: "orin-agx", 89: "rtx-4090", 90: "h100", 100: "b200", 110: "thor",
              120: "rtx-5080", 121: "gb10"}
 ASSUMED_SM_COUNT = 132
+REFERENCE_SM_COUNTS = {sm: DEVICES[name].sm_count for sm, name in REFERENCE.items()}
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from compiler.errors import CompileError
-
-SM_COUNT = {80: 108, 86: 84, 89: 128, 90: 132, 100: 148, 120: 84, 121: 48}  # SMs of the reference part
+from compiler.targets import ASSUMED_SM_COUNT, REFERENCE_SM_COUNTS
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class TileRules:
     prefill_tile_k: int
     prefill_candidates: tuple
     row_elements: int
+    sm_counts: dict
 
 
 SHIPPED = TileRules(
@@ -86,6 +86,9 @@ SHIPPED = TileRules(
     prefill_candidates=((128, 128, 1.0, 2), (64, 128, 0.9, 1), (64, 64, 0.7, 1)),
     # a row-kernel CTA handles about this many elements (8 LayerNorm rows of 1024 beat 4 or 1)
     row_elements=8192,
+    # SMs the tiles of each target SM may fill: the reference device's (compiler/targets.py); a
+    # plan for a named device (--gpu, --sm SM:COUNT) takes that device's count
+    sm_counts=REFERENCE_SM_COUNTS,
 )
 
 
@@ -129,14 +132,14 @@ def cdiv(a, b):
     return -(-a // b)
 
 
-def sm_count(sm):
-    """SMs of a part of compute capability `sm` (132 where unknown)."""
-    return SM_COUNT.get(sm, 132)
+def sm_count(rules, sm):
+    """SMs the target of compute capability `sm` has, as the rules assume them."""
+    return rules.sm_counts.get(sm, ASSUMED_SM_COUNT)
 
 
-def covers_sms(sm, ctas, fraction):
+def covers_sms(rules, sm, ctas, fraction):
     """Whether `ctas` CTAs (one per SM) cover at least `fraction` of the SMs of `sm`."""
-    return ctas >= fraction * sm_count(sm)
+    return ctas >= fraction * sm_count(rules, sm)
 
 
 def rows_per_cta(rules, block):

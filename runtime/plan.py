@@ -12,6 +12,9 @@ Body (all plain maps, lists, strings, numbers and bytes):
     created      ISO-8601 UTC time of compilation
     model        {name, family, graph_file, dtype, config: {symbol: value}}
     targets      [SM numbers the kernels were exported for, e.g. 90]; may be empty (CPU only)
+    devices      {"sm_90": {sm_count, device, title, bandwidth_gbs}}: per target the SM count its
+                 tile rules assumed and the device named at compile time (device, title and
+                 bandwidth None for a bare SM count)
     limits       {max_batch, max_seq, prefill_buckets: [S, ...]}
     regions      {arena, io, kv, scratch, weights}: bytes of each device allocation (scratch:
                  split decode attention's partial results, written before they are read; 0 in

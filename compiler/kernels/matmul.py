@@ -73,7 +73,7 @@ def in_out_one_row_fills(rules, sm, columns):
     """Whether one-row [K, N] tiles of a `columns`-wide linear leave no SMs of `sm` idle (see
     rules.in_out_one_row_fill); LM heads (wider than wide_decode_columns) always count as filling them."""
     return columns > rules.wide_decode_columns or covers_sms(
-        sm, cdiv(columns, rules.one_row["tile_n"]), rules.in_out_one_row_fill)
+        rules, sm, cdiv(columns, rules.one_row["tile_n"]), rules.in_out_one_row_fill)
 
 
 def _one_row(rules, constants, depth):
@@ -89,9 +89,9 @@ def _out_in_one_row(rules, sm, columns, depth, dtype):
     """One-row tiles on [N, K] weights, K = `depth`: the fewest whole weight rows per CTA that keep
     the CTAs within the SMs' slots (see rules.out_in_rows, out_in_k)."""
     hints = rules.one_row_hints.get(dtype, {})
-    slots = sm_count(sm) * hints.get("occupancy", 1)
+    slots = sm_count(rules, sm) * hints.get("occupancy", 1)
     tile_n = next((rows for rows in rules.out_in_rows if cdiv(columns, rows) <= slots), rules.out_in_rows[-1])
-    deep = depth >= rules.deep_k and covers_sms(sm, cdiv(columns, tile_n), rules.out_in_deep_fill)
+    deep = depth >= rules.deep_k and covers_sms(rules, sm, cdiv(columns, tile_n), rules.out_in_deep_fill)
     return {**rules.one_row, "tile_n": tile_n, "tile_k": rules.out_in_k[tile_n][deep], **hints}
 
 
@@ -102,7 +102,7 @@ def _fill_waves(rules, sm, rows, columns, dtype):
         tile_m, tile_n, efficiency, occupancy = candidate
         occupancy = 1 if dtype == "float32" else occupancy
         ctas = cdiv(rows, tile_m) * cdiv(columns, tile_n)
-        return cdiv(ctas, sm_count(sm) * occupancy) * tile_m * tile_n / efficiency
+        return cdiv(ctas, sm_count(rules, sm) * occupancy) * tile_m * tile_n / efficiency
 
     tile_m, tile_n, _, occupancy = min(rules.prefill_candidates, key=cost)
     tiles = {"tile_m": tile_m, "tile_n": tile_n}

@@ -67,6 +67,8 @@ def test_compile_without_cuda_tile_uses_a_filled_cache_and_names_missing_kernels
     assert [k["cubins"] for k in first["kernels"]] == [k["cubins"] for k in second["kernels"]]
     assert second["compiler"]["cuda_tile"] == producer
     assert load_plan(str(tmp_path / "b.plan"))["compiler"]["tileiras"]
+    assert second["devices"] == {"sm_90": {"sm_count": 132, "device": "h100", "title": "NVIDIA H100 SXM",
+                                           "bandwidth_gbs": 3350}}
     with pytest.raises(CompileError) as failure:
         compile_plan("graphs/gpt2.yaml", str(tmp_path / "c.plan"), _options(tmp_path / "empty-cache"))
     message = str(failure.value)

@@ -52,3 +52,24 @@ def test_supported_sms_are_what_tileiras_lists():
     listed = subprocess.run([tileiras, "--help"], capture_output=True, text=True, timeout=60).stdout
     found = sorted({int(line.split("=sm_")[1].split()[0]) for line in listed.splitlines() if "=sm_" in line})
     assert tuple(found) == SUPPORTED_SMS
+
+
+def test_a_named_device_reaches_the_tile_rules_and_the_plan(tmp_path):
+    from compiler.compile import CompileOptions, _resolve_targets, compile_plan
+    from compiler.kernels import choose_tiles
+    from compiler.tiles import SHIPPED
+    options = CompileOptions(preset="tiny", dtype="bfloat16", max_seq=32, prefill_buckets=(8,),
+                             targets=parse_gpus("orin-nano"))
+    resolved, targets = _resolve_targets(options)
+    assert resolved.sms == (87,) and resolved.tile_rules.sm_counts[87] == 8 and SHIPPED.sm_counts[87] == 16
+    constants = {"dtype": "bfloat16", "epilogue": ["residual"], "weight_layout": "out_in"}
+    shapes = {"x": (1, 2048), "out": (1, 2048)}  # a one-row [out, in] matmul: whole weight rows per CTA
+
+    def rows_per_cta(sm, rules):
+        return choose_tiles(sm, "matmul", constants, shapes, rules)["tile_n"]
+
+    assert rows_per_cta(90, SHIPPED) == 8  # 256 CTAs fill the H100's 264 slots
+    assert rows_per_cta(87, resolved.tile_rules) == 32  # 8 SMs: fewer, fatter CTAs
+    body = compile_plan("llama", str(tmp_path / "p.plan"), CompileOptions(preset="tiny", max_seq=32,
+                                                                        prefill_buckets=(8,)))
+    assert body["devices"] == {}
