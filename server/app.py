@@ -156,7 +156,7 @@ class _Answer:
     async def whole(self, http_request):
         """Wait for the whole text (the client leaving cancels the request)."""
         gone = asyncio.ensure_future(_disconnected(http_request))
-        parts = []
+        parts, ids = [], []
         try:
             while True:
                 getter = asyncio.ensure_future(self.request.events.get())
@@ -166,8 +166,9 @@ class _Answer:
                     self._cancel()
                     return PlainTextResponse("", status_code=499)
                 kind, value = getter.result()
-                if kind == "text":
-                    parts.append(value)
+                if kind == "token":
+                    parts.append(value[0])
+                    ids.extend([] if value[1] is None else [value[1]])
                 elif kind == "error":
                     raise APIError(500, f"generation failed: {value}")
                 else:
@@ -180,9 +181,11 @@ class _Answer:
                       "finish_reason": reason}
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+        if self.job.return_token_ids:
+            choice["token_ids"] = ids
         return JSONResponse(self._envelope([choice], self.object, usage=self._usage()))
 
-    def _chunk(self, text=None, reason=None, first=False):
+    def _chunk(self, text=None, reason=None, first=False, token=None):
         if self.chat:
             delta = {"role": "assistant", "content": ""} if first else ({"content": text} if text is not None else {})
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
@@ -190,6 +193,8 @@ class _Answer:
         else:
             choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
             body = self._envelope([choice], "text_completion")
+        if self.job.return_token_ids and not first:
+            choice["token_ids"] = [] if token is None else [token]
         if self.job.include_usage:
             body["usage"] = None
         return _sse(body)
@@ -202,8 +207,10 @@ class _Answer:
                 yield self._chunk(first=True)
             while True:
                 kind, value = await self.request.events.get()
-                if kind == "text":
-                    yield self._chunk(value)
+                if kind == "token":
+                    text, token = value
+                    if text or (self.job.return_token_ids and token is not None):
+                        yield self._chunk(text, token=token)
                 elif kind == "error":
                     finished = True
                     yield _sse(APIError(500, f"generation failed: {value}").body())

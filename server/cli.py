@@ -22,6 +22,8 @@ def add_arguments(parser):
     parser.add_argument("--model-name", help="the model id clients name (default: the plan's file name)")
     parser.add_argument("--chat-template", metavar="FILE", help="Jinja chat template to use instead of the plan's")
     parser.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"))
+    parser.add_argument("--ignore-eos", action="store_true",
+                        help="generate max_tokens for every request, past end-of-sequence tokens (benchmarks)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0,
                         help="seconds in-flight requests get to finish after SIGTERM (default 30)")
     parser.set_defaults(handler=serve)
@@ -55,7 +57,7 @@ def build_server(args):
         raise CgcError(f"--max-queue must be >= 0, got {args.max_queue}")
     executor, tokenizer, template = open_model(args.plan, args.device, args.chat_template)
     metrics = Metrics()
-    eos = tokenizer.eos_token_ids if tokenizer is not None else ()
+    eos = tokenizer.eos_token_ids if tokenizer is not None and not args.ignore_eos else ()
     engine = Engine(executor, tokenizer, eos, max_queue=args.max_queue, metrics=metrics)
     service = Service(engine, executor.plan, args.model_name or model_name(args.plan), tokenizer, template,
                       args.api_key, metrics)

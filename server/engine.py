@@ -27,7 +27,8 @@ class ShuttingDown(Exception):
 
 class Request:
     """One generation request and the events it delivers to its handler's asyncio queue:
-    ("text", str) as text becomes safe to send, then ("done", finish_reason) or ("error", msg)."""
+    ("token", (text, id)) per id chosen (text: what became safe to send, maybe ''; a last
+    ("token", (text, None)) may flush held-back text), then ("done", finish_reason) or ("error", msg)."""
 
     def __init__(self, prompt, max_tokens, sampling, stop, tokenizer, loop):
         self.sequence = Sequence(list(prompt), max_tokens, sampling)
@@ -200,20 +201,19 @@ class Engine:
         if request.first_token_at is None:
             request.first_token_at = now
         request.last_token_at = now
-        if request.text is None or sequence.finish_reason == "eos":
-            return
-        chunk = request.text.push(token)
-        if request.text.stopped:
-            self.slots.finish(sequence, "stop")
-        if chunk:
-            request._emit("text", chunk)
+        chunk = ""
+        if request.text is not None and sequence.finish_reason != "eos":  # EOS has no text
+            chunk = request.text.push(token)
+            if request.text.stopped:
+                self.slots.finish(sequence, "stop")
+        request._emit("token", (chunk, token))
 
     def _end(self, request):
         del self.active[id(request.sequence)]
         if request.text is not None and request.sequence.finish_reason != "cancelled":
             tail = request.text.flush()
             if tail:
-                request._emit("text", tail)
+                request._emit("token", (tail, None))
         self._finish(request, request.sequence.finish_reason)
 
     def _finish(self, request, reason):

@@ -37,6 +37,7 @@ class Job:
     stop: tuple
     stream: bool
     include_usage: bool
+    return_token_ids: bool = False  # an extension (as vLLM's): each choice also lists its token ids
 
 
 def _number(body, key, default, low=None, high=None, integer=False, low_open=False):
@@ -121,7 +122,10 @@ def _job(body, prompt, plan, model, default_max_tokens, max_tokens_keys=("max_to
         code = "context_length_exceeded" if "max sequence" in str(exc) else None
         raise APIError(400, f"{exc}; this model's maximum context length is {max_seq} tokens", param=key,
                        code=code) from None
-    return Job(prompt, max_tokens, sampling, stop, stream, include_usage)
+    return_ids = body.get("return_token_ids", False)
+    if not isinstance(return_ids, bool):
+        raise APIError(400, "'return_token_ids' must be true or false", param="return_token_ids")
+    return Job(prompt, max_tokens, sampling, stop, stream, include_usage, return_ids)
 
 
 def parse_completion(body, plan, model, tokenizer):

@@ -256,3 +256,20 @@ def test_client_disconnect_cancels_the_request(controlled):
         assert engine.busy_slots() == 0
     finally:
         executor.delay = 0.0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_token_ids_extension(server, plan, tokenizer, stream):
+    """`return_token_ids` (as vLLM's) lists each choice's ids: what a benchmark counts tokens by."""
+    prompt = tokenizer.encode(PROMPTS[4])
+    expected = generate(NumpyExecutor(plan), [prompt], 6, sampling=SamplingParams(temperature=1.0, seed=2),
+                        eos_token_ids=tokenizer.eos_token_ids).tokens[0]
+    ask = dict(model=MODEL, prompt=prompt, max_tokens=6, temperature=1.0, seed=2,
+               extra_body={"return_token_ids": True})
+    if stream:
+        chunks = list(server.client().completions.create(**ask, stream=True))
+        ids = [i for c in chunks for i in c.choices[0].model_extra["token_ids"]]
+        assert all(len(c.choices[0].model_extra["token_ids"]) <= 1 for c in chunks)
+    else:
+        ids = server.client().completions.create(**ask).choices[0].model_extra["token_ids"]
+    assert ids == expected
