@@ -120,7 +120,7 @@ class Engine:
         """Stop admitting, cancel what waits or runs, and join the thread."""
         with self._lock:
             self._stopping = self._draining = True
-            for request in self.active.values():
+            for request in list(self.active.values()):
                 request.cancel()
             self._lock.notify()
         if self._thread.is_alive():
@@ -141,6 +141,9 @@ class Engine:
 
     def _turn(self):
         """One turn of the loop; False when stopped and idle."""
+        for request in [r for r in self.active.values() if r.cancelled]:  # their slots free up for this turn
+            self.slots.finish(request.sequence, "cancelled")
+            self._end(request)
         with self._lock:
             while not self.waiting and not self.active and not self._stopping:
                 self._lock.wait()
@@ -151,17 +154,14 @@ class Engine:
                 self.waiting.clear()
                 if not self.active:
                     return False
+            if any(request.cancelled for request in self.waiting):  # their clients left while they waited
+                for request in [r for r in self.waiting if r.cancelled]:
+                    self.waiting.remove(request)
+                    self._finish(request, "cancelled")
             admitted = []
             free = len(self.slots.free())
             while self.waiting and len(admitted) < free:
-                request = self.waiting.popleft()
-                if request.cancelled:
-                    self._finish(request, "cancelled")
-                    continue
-                admitted.append(request)
-        for request in [r for r in self.active.values() if r.cancelled]:
-            self.slots.finish(request.sequence, "cancelled")
-            self._end(request)
+                admitted.append(self.waiting.popleft())
         if admitted:
             self._admit(admitted)
         if self.slots.step():

@@ -32,7 +32,7 @@ def _alone(executor, prompt, sampling=SamplingParams()):
     return generate(executor, [prompt], NEW_TOKENS, sampling=sampling).tokens[0]
 
 
-def _staggered(executor, prompts, samplings, new_tokens=NEW_TOKENS, finish_early=None):
+def _staggered(executor, prompts, samplings, new_tokens=NEW_TOKENS):
     """Admit one sequence every other decode step into whatever slot is free; returns the ids."""
     slots = Slots(executor)
     waiting = [Sequence(p, new_tokens, s) for p, s in zip(prompts, samplings)]
@@ -40,8 +40,6 @@ def _staggered(executor, prompts, samplings, new_tokens=NEW_TOKENS, finish_early
     while waiting or slots.running():
         if waiting and slots.free() and step % 2 == 0:
             slots.admit([waiting.pop(0)])
-        if finish_early is not None and finish_early.queued >= 3:
-            slots.finish(finish_early, "cancelled")
         if not slots.step():
             slots.poll(wait=True)
         slots.poll()
