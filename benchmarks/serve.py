@@ -4,7 +4,9 @@
 Workload: N requests (default 256), random token-id prompts of uniform length in [16, 512], 128
 new tokens each (the server runs with --ignore-eos, so every request makes all of them),
 arriving as a Poisson process at each rate (requests/s; "inf": all at once, saturation). Per
-rate: output tokens/s, time to first token and inter-token latency p50/p99. At saturation: the
+rate: output tokens/s, time to first token and inter-token latency p50/p99, and how many greedy
+responses differ from plain `generate`'s ids for the same prompt (must be 0), and the client's
+CPU seconds (one Python process: if near the run's duration, the client limits the numbers). At saturation: the
 ratio of the server's output tokens/s to plain `generate` over the same requests in batches of B
 (goal >= 0.85). Writes benchmarks/results/serve-<device>.json.
 
@@ -68,8 +70,8 @@ def workload(args, vocab):
 
 
 def measure_generate(plan_path, prompts, new_tokens, device):
-    """Output tokens/s of plain `generate` over the prompts in batches of the plan's max batch
-    (EOS ignored), after one warm-up pass over one batch per prefill bucket (graph capture)."""
+    """(output tokens/s, each prompt's greedy ids) of plain `generate` over the prompts in batches
+    of the plan's max batch (EOS ignored), after a warm-up batch per prefill bucket (graph capture)."""
     from runtime.generate import generate
     from runtime.session import open_plan
     executor = open_plan(plan_path, device=device, quiet=True)
@@ -78,15 +80,14 @@ def measure_generate(plan_path, prompts, new_tokens, device):
         for length in executor.plan["limits"]["prefill_buckets"]:
             generate(executor, [prompts[0][:1] * length] * batch, 2)
         started = time.perf_counter()
-        made = 0
+        made = []
         for first in range(0, len(prompts), batch):
-            result = generate(executor, prompts[first:first + batch], new_tokens)
-            made += sum(len(t) for t in result.tokens)
+            made.extend(generate(executor, prompts[first:first + batch], new_tokens).tokens)
         seconds = time.perf_counter() - started
     finally:
         if hasattr(executor, "close"):
             executor.close()
-    return made / seconds
+    return sum(map(len, made)) / seconds, made
 
 
 def start_server(plan_path, device):
@@ -102,39 +103,58 @@ def start_server(plan_path, device):
     raise RuntimeError(f"the server did not start (exit {process.wait()})")
 
 
-async def _one(client, prompt, new_tokens, delay, record):
+async def _one(client, index, prompt, new_tokens, delay, record):
     await asyncio.sleep(delay)
     sent = time.perf_counter()
-    times, finish = [], None
+    times, ids, finish = [], [], None
     stream = await client.completions.create(model="bench", prompt=prompt, max_tokens=new_tokens, temperature=0,
                                              stream=True, extra_body={"return_token_ids": True})
     async for chunk in stream:
         if not chunk.choices:
             continue
         now = time.perf_counter()
-        times.extend([now] * len((chunk.choices[0].model_extra or {}).get("token_ids") or []))
+        chosen = (chunk.choices[0].model_extra or {}).get("token_ids") or []
+        ids.extend(chosen)
+        times.extend([now] * len(chosen))
         finish = chunk.choices[0].finish_reason or finish
-    record.append({"sent": sent, "times": times, "finish": finish})
+    record.append({"index": index, "sent": sent, "times": times, "ids": ids, "finish": finish})
 
 
-async def run_rate(url, prompts, new_tokens, rate, seed):
-    """Send every prompt, arrivals a Poisson process of `rate` per second (inf: all at once)."""
-    import openai
+async def run_rate(client, prompts, new_tokens, rate, seed, expected=None):
+    """Send every prompt, arrivals a Poisson process of `rate` per second (inf: all at once);
+    `expected`: each prompt's ids from plain generate, which every greedy response must equal."""
     rng = np.random.default_rng(seed)
     gaps = np.zeros(len(prompts)) if rate == float("inf") else rng.exponential(1.0 / rate, len(prompts))
     arrivals = np.cumsum(gaps) - gaps[0]
     record = []
+    cpu = time.process_time()
+    await asyncio.gather(*(_one(client, i, p, new_tokens, float(t), record)
+                           for i, (p, t) in enumerate(zip(prompts, arrivals))))
+    return {**summarize(record, rate, new_tokens, expected), "client_cpu_s": round(time.process_time() - cpu, 3)}
+
+
+async def run_rates(url, rates, prompts, new_tokens, warm, seed, expected):
+    """Every rate's row, through one client (warmed up on `warm` prompts first: graph capture of
+    every program on the server, the client's own first-call costs)."""
+    import openai
+    rows = []
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=3600) as client:
-        await asyncio.gather(*(_one(client, p, new_tokens, float(t), record) for p, t in zip(prompts, arrivals)))
-    return summarize(record, rate, new_tokens)
+        await run_rate(client, warm, 2, float("inf"), 0)
+        for rate in rates:
+            _say(f"rate {rate} req/s")
+            rows.append(await run_rate(client, prompts, new_tokens, rate, seed, expected))
+            _say(json.dumps(rows[-1]))
+    return rows
 
 
 def _ms(values, q):
     return round(float(np.percentile(values, q)) * 1e3, 3) if len(values) else None
 
 
-def summarize(record, rate, new_tokens):
-    """One result row: throughput and latency percentiles of a rate's requests."""
+def summarize(record, rate, new_tokens, expected=None):
+    """One result row: throughput and latency percentiles of a rate's requests, and how many
+    responses differ from the same prompt's ids under plain generate (must be 0: greedy ids do not
+    depend on the slot or the neighbours)."""
     start = min(r["sent"] for r in record)
     end = max(r["times"][-1] if r["times"] else r["sent"] for r in record)
     ttft = [r["times"][0] - r["sent"] for r in record if r["times"]]
@@ -142,6 +162,8 @@ def summarize(record, rate, new_tokens):
     made = sum(len(r["times"]) for r in record)
     return {"rate_per_s": None if rate == float("inf") else rate, "requests": len(record),
             "incomplete": sum(len(r["times"]) != new_tokens or r["finish"] != "length" for r in record),
+            "differ_from_generate": (None if expected is None else
+                                     sum(r["ids"] != list(expected[r["index"]]) for r in record)),
             "duration_s": round(end - start, 4), "output_tokens": made,
             "output_tokens_per_s": round(made / (end - start), 2),
             "ttft_p50_ms": _ms(ttft, 50), "ttft_p99_ms": _ms(ttft, 99),
@@ -167,17 +189,12 @@ def run(args, plan_path):
         raise SystemExit(f"serve-bench: {plan_path}: max_seq {limits['max_seq']} < {args.prompt_max} + {args.new_tokens}")
     prompts = workload(args, plan["model"]["config"]["vocab_size"])
     _say(f"plain generate, batch {limits['max_batch']}, {len(prompts)} requests")
-    baseline = measure_generate(plan_path, prompts, args.new_tokens, args.device)
+    baseline, expected = measure_generate(plan_path, prompts, args.new_tokens, args.device)
     _say(f"generate: {baseline:.1f} output tok/s")
     process, url = start_server(plan_path, args.device)
-    rows = []
     try:
         warm = [prompts[0][:1] * b for b in limits["prefill_buckets"] if b <= args.prompt_max] or [prompts[0]]
-        asyncio.run(run_rate(url, warm, 2, float("inf"), 0))  # graph capture of every program
-        for rate in _rates(args.rates):
-            _say(f"rate {rate} req/s")
-            rows.append(asyncio.run(run_rate(url, prompts, args.new_tokens, rate, args.seed + 1)))
-            _say(json.dumps(rows[-1]))
+        rows = asyncio.run(run_rates(url, _rates(args.rates), prompts, args.new_tokens, warm, args.seed + 1, expected))
     finally:
         process.terminate()
         exit_code = process.wait(timeout=120)
@@ -196,11 +213,12 @@ def run(args, plan_path):
 def _print_table(result):
     print(f"{result['model']} batch {result['batch']} on {result['device']}: generate "
           f"{result['generate_output_tokens_per_s']:.1f} tok/s; at saturation x{result['saturation_ratio_to_generate']}")
-    print(f"{'rate/s':>8} {'tok/s':>10} {'TTFT p50':>9} {'p99 ms':>9} {'ITL p50':>9} {'p99 ms':>9} {'incomplete':>10}")
+    print(f"{'rate/s':>8} {'tok/s':>10} {'TTFT p50':>9} {'p99 ms':>9} {'ITL p50':>9} {'p99 ms':>9} {'incomplete':>10} "
+          f"{'differ':>6}")
     for row in result["rates"]:
         rate = "inf" if row["rate_per_s"] is None else f"{row['rate_per_s']:g}"
         print(f"{rate:>8} {row['output_tokens_per_s']:>10.1f} {row['ttft_p50_ms']:>9} {row['ttft_p99_ms']:>9} "
-              f"{row['itl_p50_ms']:>9} {row['itl_p99_ms']:>9} {row['incomplete']:>10}")
+              f"{row['itl_p50_ms']:>9} {row['itl_p99_ms']:>9} {row['incomplete']:>10} {row['differ_from_generate']:>6}")
 
 
 def main(argv=None):
@@ -213,7 +231,7 @@ def main(argv=None):
     parser.add_argument("--prompt-min", type=int, default=16)
     parser.add_argument("--prompt-max", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--rates", default="2,4,8,16,32,inf", help="requests/s, comma-separated; inf: all at once")
+    parser.add_argument("--rates", default="4,8,16,32,inf", help="requests/s, comma-separated; inf: all at once")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"))
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
@@ -243,7 +261,8 @@ def main(argv=None):
     with open(path, "w") as handle:
         json.dump(result, handle, indent=1)
     _say(f"wrote {path}")
-    return 0 if all(row["incomplete"] == 0 for row in result["rates"]) and result["server_exit_code"] == 0 else 1
+    clean = all(row["incomplete"] == 0 and row["differ_from_generate"] == 0 for row in result["rates"])
+    return 0 if clean and result["server_exit_code"] == 0 else 1
 
 
 if __name__ == "__main__":

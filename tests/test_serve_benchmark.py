@@ -29,6 +29,7 @@ def test_smoke_run_writes_every_rate(tmp_path):
     assert [row["rate_per_s"] for row in report["rates"]] == [20.0, None]
     for row in report["rates"]:
         assert row["incomplete"] == 0 and row["output_tokens"] == report["requests"] * report["new_tokens"]
+        assert row["differ_from_generate"] == 0
         assert 0 < row["ttft_p50_ms"] <= row["ttft_p99_ms"] and 0 <= row["itl_p50_ms"] <= row["itl_p99_ms"]
     assert report["generate_output_tokens_per_s"] > 0 and report["saturation_ratio_to_generate"] > 0
     assert report["server_exit_code"] == 0
