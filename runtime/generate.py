@@ -126,14 +126,14 @@ class Slots:
     """The plan's batch rows as slots that sequences take and give back at any time.
 
     `admit` prefills sequences into free slots between decode steps, `step` queues one decode
-    step of every admitted sequence, `poll` reads chosen ids back (LOOKAHEAD steps behind) and
+    step of every admitted sequence, `poll` reads chosen ids back (`lookahead` steps behind) and
     ends sequences at EOS or their length, `finish` ends one early and frees its slot. Prefill
     programs run the new rows only (the others' lengths are 0: their KV cache, history and decode
     inputs are not written), so the running sequences go on untouched; each row's arithmetic is
     its own, so a greedy sequence gives the same ids alone or beside others.
     """
 
-    def __init__(self, executor, eos_token_ids=()):
+    def __init__(self, executor, eos_token_ids=(), lookahead=LOOKAHEAD):
         plan = executor.plan
         state = plan.get("generation")
         if state is None:
@@ -143,6 +143,7 @@ class Slots:
         if len(eos) > slots:
             raise InputError(f"{len(eos)} EOS ids given; the plan's sampler checks at most {slots}")
         self.executor, self.plan, self.state, self.eos = executor, plan, state, set(eos)
+        self.lookahead = lookahead
         self.batch = plan["limits"]["max_batch"]
         decode_inputs = plan["programs"]["decode"]["inputs"]
         self._seq_lens = decode_inputs["seq_lens"]
@@ -211,9 +212,9 @@ class Slots:
 
     def poll(self, on_token=None, wait=False):
         """Read back the ids of queued launches (all of them with `wait`, else those more than
-        LOOKAHEAD behind) and give each to `on_token(sequence, id)` in order; a sequence ends at
+        `lookahead` behind) and give each to `on_token(sequence, id)` in order; a sequence ends at
         an EOS id ("eos") or its length ("length"), and `on_token` may `finish` one itself."""
-        while self._pending and (wait or len(self._pending) > LOOKAHEAD):
+        while self._pending and (wait or len(self._pending) > self.lookahead):
             handle, owners = self._pending.popleft()
             tokens, seq_lens = handle.wait()
             for slot, sequence in owners.items():

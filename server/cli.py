@@ -83,6 +83,7 @@ def serve(args):
     print(f"cgc: serving '{service.model_name}' ({service.engine.batch} slots, {service.engine.executor.name} "
           f"executor) on http://{host}:{port}", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)  # uvicorn re-raises it after its graceful exit
+    sys.setswitchinterval(0.0005)  # the engine thread gets the GIL back soon after the HTTP thread's turn
     server.run(sockets=[listener])
     print("cgc: server stopped", file=sys.stderr, flush=True)
 

@@ -14,6 +14,8 @@ from collections import deque
 
 from runtime.errors import InputError
 from runtime.generate import Sequence, Slots
+
+LOOKAHEAD = 4  # decode steps queued ahead of the read-back: the GPU keeps busy while the HTTP thread holds the GIL
 from server.text import TextStream
 
 
@@ -57,8 +59,6 @@ class Request:
         """Ask the engine to end this request (its client went away); safe from any thread."""
         self.cancelled = True
 
-    def _emit(self, kind, value):
-        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
 
 
 class Engine:
@@ -66,7 +66,8 @@ class Engine:
 
     def __init__(self, executor, tokenizer=None, eos_token_ids=(), max_queue=64, metrics=None):
         self.executor, self.tokenizer, self.max_queue, self.metrics = executor, tokenizer, max_queue, metrics
-        self.slots = Slots(executor, eos_token_ids)
+        self.slots = Slots(executor, eos_token_ids, lookahead=LOOKAHEAD)
+        self._outbox = []  # (request, event) to hand to the asyncio side at the end of the turn
         self.waiting = deque()
         self.active = {}  # id(sequence) -> Request
         self._lock = threading.Condition()
@@ -129,7 +130,8 @@ class Engine:
     def _run(self):
         try:
             while self._turn():
-                pass
+                self._deliver()
+            self._deliver()
         except Exception as exc:  # a device failure: fail every request, report unhealthy
             self.error = f"{type(exc).__name__}: {exc}"
             with self._lock:
@@ -138,6 +140,7 @@ class Engine:
                 self.waiting.clear()
             for request in requests:
                 self._fail(request, self.error)
+            self._deliver()
 
     def _turn(self):
         """One turn of the loop; False when stopped and idle."""
@@ -189,7 +192,7 @@ class Engine:
     def _fail(self, request, message):
         if self.metrics is not None:
             self.metrics.count("error")
-        request._emit("error", message)
+        self._emit(request, "error", message)
 
     def _on_token(self, sequence, token):
         request = self.active.get(id(sequence))
@@ -206,14 +209,14 @@ class Engine:
             chunk = request.text.push(token)
             if request.text.stopped:
                 self.slots.finish(sequence, "stop")
-        request._emit("token", (chunk, token))
+        self._emit(request, "token", (chunk, token))
 
     def _end(self, request):
         del self.active[id(request.sequence)]
         if request.text is not None and request.sequence.finish_reason != "cancelled":
             tail = request.text.flush()
             if tail:
-                request._emit("token", (tail, None))
+                self._emit(request, "token", (tail, None))
         self._finish(request, request.sequence.finish_reason)
 
     def _finish(self, request, reason):
@@ -221,4 +224,21 @@ class Engine:
             request.sequence.finish_reason = reason
         if self.metrics is not None:
             self.metrics.finished(request)
-        request._emit("done", request.finish_reason)
+        self._emit(request, "done", request.finish_reason)
+
+    def _emit(self, request, kind, value):
+        self._outbox.append((request, (kind, value)))
+
+    def _deliver(self):
+        """Hand the turn's events to their asyncio queues: one wake-up of each loop per turn."""
+        batches = {}
+        for request, event in self._outbox:
+            batches.setdefault(request.loop, []).append((request.events, event))
+        self._outbox = []
+        for loop, batch in batches.items():
+            loop.call_soon_threadsafe(_put_all, batch)
+
+
+def _put_all(batch):
+    for queue, event in batch:
+        queue.put_nowait(event)
