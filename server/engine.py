@@ -14,9 +14,9 @@ from collections import deque
 
 from runtime.errors import InputError
 from runtime.generate import Sequence, Slots
+from server.text import TextStream
 
 LOOKAHEAD = 4  # decode steps queued ahead of the read-back: the GPU keeps busy while the HTTP thread holds the GIL
-from server.text import TextStream
 
 
 class QueueFull(Exception):
@@ -58,7 +58,6 @@ class Request:
     def cancel(self):
         """Ask the engine to end this request (its client went away); safe from any thread."""
         self.cancelled = True
-
 
 
 class Engine:
