@@ -273,3 +273,27 @@ def test_token_ids_extension(server, plan, tokenizer, stream):
     else:
         ids = server.client().completions.create(**ask).choices[0].model_extra["token_ids"]
     assert ids == expected
+
+
+def test_client_leaving_a_non_streaming_request_cancels_it(controlled):
+    import socket
+    executor, engine, metrics = controlled.executor, controlled.service.engine, controlled.service.metrics
+    executor.delay = 0.05
+    try:
+        before = metrics.requests.get("cancelled", 0)
+        body = json.dumps({"model": MODEL, "prompt": "Hello", "max_tokens": 50, "temperature": 0}).encode()
+        host, port = controlled.url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+                               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            deadline = time.monotonic() + 10
+            while not engine.active and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert engine.active
+        deadline = time.monotonic() + 10
+        while metrics.requests.get("cancelled", 0) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert metrics.requests.get("cancelled", 0) == before + 1 and engine.busy_slots() == 0
+    finally:
+        executor.delay = 0.0
