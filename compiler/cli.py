@@ -1,4 +1,4 @@
-"""The `cgc` command line: compile, run, inspect.
+"""The `cgc` command line: compile, run (and `run --chat`), serve, inspect.
 
 `run` and `inspect` use the runtime only; `compile` imports the compiler lazily so that the
 runtime path never loads it.
@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+import server.cli as server_cli
 from runtime.errors import CgcError
 
 
@@ -62,6 +63,9 @@ def _run(args):
     from runtime.sampling import SamplingParams
     from runtime.session import open_plan
     from runtime.tokenizer import StreamDecoder, Tokenizer
+    if args.chat:
+        from server.chat import chat
+        return chat(args)
     if (args.tokens is None) == (args.prompt is None):
         raise CgcError("give exactly one of --prompt TEXT or --tokens 464,3290")
     executor = open_plan(args.plan, device=args.device)
@@ -137,7 +141,10 @@ def build_parser():
     run_cmd.add_argument("--ignore-eos", action="store_true", help="do not stop at the end-of-sequence token")
     run_cmd.add_argument("--device", default="auto", choices=("auto", "gpu", "cpu"))
     run_cmd.add_argument("--stats", action="store_true", help="print prompt and decode throughput to stderr")
+    server_cli.add_chat_arguments(run_cmd)
     run_cmd.set_defaults(handler=_run)
+
+    server_cli.add_parser(commands)
 
     inspect_cmd = commands.add_parser("inspect", help="summarize a plan")
     inspect_cmd.add_argument("plan")

@@ -114,7 +114,15 @@ def _tokenizer(options, log):
         log(f"{directory} has no tokenizer files: the plan takes token ids only")
         return None
     log(f"tokenizer: byte-level BPE, {len(data['vocab'])} tokens, {len(data['merges'])} merges")
-    return data
+    return _with_chat_template(data, directory, log)
+
+
+def _with_chat_template(data, directory, log):
+    from compiler.chat_template import read_chat_template
+    fields = read_chat_template(directory)
+    if "chat_template" in fields:
+        log(f"chat template: {len(fields['chat_template'])} characters")
+    return {**data, **fields}
 
 
 def _check_options(options):

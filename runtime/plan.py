@@ -39,7 +39,9 @@ Body (all plain maps, lists, strings, numbers and bytes):
                          outputs: {logits: operand}, launches: [launch]}}
                  prefill programs are "prefill_<S>", the decode program is "decode".
     passes       [[pass name, what it changed], ...]
-    tokenizer    None, or tokenizer data (runtime/tokenizer.py)
+    tokenizer    None, or tokenizer data (runtime/tokenizer.py), with optional strings
+                 chat_template (the checkpoint's Jinja chat template, rendered by the server),
+                 bos_token and eos_token (the special-token texts the template refers to)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
