@@ -13,7 +13,7 @@ from compiler.graph_loader import load_graph
 from compiler.lower import Lowering, program_shapes
 from compiler.passes import run_pipeline
 from compiler.plan_writer import write_external_weights, write_plan
-from compiler.weights import CheckpointWeights, RandomWeights, build_weight, encode
+from compiler.weights import CheckpointWeights, RandomWeights, build_weight, checkpoint_names, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
 
@@ -54,6 +54,8 @@ def compile_plan(graph_path, output_path, options, log=None):
         from compiler.specialize import specialize_kernels
         specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log)
     source = CheckpointWeights(options.checkpoint) if options.checkpoint else RandomWeights(options.seed)
+    if options.checkpoint:
+        source.check_names(checkpoint_names(lowering.weights, lowering.stored))
     weights = _store_weights(lowering, source, output_path, options, log)
     body = {
         "compiler": {"name": "cgc", "version": compiler.__version__, "cuda_tile": _cuda_tile_version()},
