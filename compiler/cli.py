@@ -22,6 +22,15 @@ def _parse_set(values):
     return overrides
 
 
+def _utf8(text, flag):
+    """`text` from argv, refused when it was not valid UTF-8 (Python keeps such bytes as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CgcError(f"{flag}: not valid UTF-8 (byte {exc.start})") from None
+    return text
+
+
 def _parse_ints(text, flag):
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
@@ -70,7 +79,10 @@ def _run(args):
             raise CgcError(f"{args.plan}: plan has no tokenizer; give --tokens, or recompile with --tokenizer DIR")
         if not args.prompt:
             raise CgcError("the prompt is empty")
-        prompt = tokenizer.encode(args.prompt)
+        prompt = tokenizer.encode(_utf8(args.prompt, "--prompt"),
+                                  max_tokens=plan["limits"]["max_seq"] - max(args.max_new_tokens, 1))
+        if not prompt:
+            raise CgcError("the prompt tokenizes to no tokens")
     else:
         prompt = list(_parse_ints(args.tokens, "--tokens"))
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)

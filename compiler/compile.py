@@ -75,26 +75,26 @@ def compile_plan(graph_path, output_path, options, log=None):
         "kernels": lowering.kernels,
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],
-        "tokenizer": _tokenizer(options, log),
+        "tokenizer": _tokenizer(options, graph.config.get("vocab_size"), log),
     }
     size = write_plan(body, output_path)
     log(f"wrote {output_path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
     return body
 
 
-def _tokenizer(options, log):
-    from compiler.tokenizer_import import read_tokenizer
+def _tokenizer(options, vocab_size, log):
+    from compiler.tokenizer_import import describe, read_tokenizer
     directory = options.tokenizer or options.checkpoint
     if directory is None:
         return None
-    data = read_tokenizer(directory)
+    data = read_tokenizer(directory, vocab_size if isinstance(vocab_size, int) else None)
     if data is None:
         if options.tokenizer:
             from compiler.errors import CheckpointError
             raise CheckpointError(f"{directory}: no tokenizer.json, nor vocab.json + merges.txt")
         log(f"{directory} has no tokenizer files: the plan takes token ids only")
         return None
-    log(f"tokenizer: byte-level BPE, {len(data['vocab'])} tokens, {len(data['merges'])} merges")
+    log(describe(data))
     return data
 
 

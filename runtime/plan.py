@@ -2,8 +2,9 @@
 
 A plan file is a msgpack map (the envelope):
     format       "cgc-plan"
-    version      2 (a loader refuses any other version, naming both; 2 added `generation`,
-                 the `scratch` region and the `sample` launch ending each program)
+    version      3 (a loader refuses any other version, naming both; 2 added `generation`,
+                 the `scratch` region and the `sample` launch ending each program; 3 stores the
+                 tokenizer as a tokenizer.json)
     body_sha256  hex sha256 of `body`
     body         bytes: msgpack of the plan body below
 Body (all plain maps, lists, strings, numbers and bytes):
@@ -35,7 +36,8 @@ Body (all plain maps, lists, strings, numbers and bytes):
                          outputs: {logits: operand}, launches: [launch]}}
                  prefill programs are "prefill_<S>", the decode program is "decode".
     passes       [[pass name, what it changed], ...]
-    tokenizer    None, or tokenizer data (runtime/tokenizer.py)
+    tokenizer    None, or {tokenizer_json: the checkpoint's tokenizer.json text, eos_token_ids: [int],
+                 optional chat_template, bos_token, eos_token: str or None} (runtime/tokenizer.py)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
@@ -50,7 +52,7 @@ import msgpack
 from runtime.errors import PlanError
 
 PLAN_FORMAT = "cgc-plan"
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 REGIONS = ("arena", "io", "kv", "scratch", "weights")
 _BODY_KEYS = ("compiler", "model", "targets", "limits", "regions", "weights", "generation", "kernels", "programs",
               "passes")

@@ -105,10 +105,10 @@ def test_misshaped_checkpoint_tensor(tmp_path):
 
 def test_plan_of_another_version(tmp_path, nano_plan):
     envelope = msgpack.unpackb(open(nano_plan, "rb").read(), raw=False)
-    envelope["version"] = 1  # plans from before on-device sampling
-    path = tmp_path / "v1.plan"
+    envelope["version"] = 2  # plans whose tokenizer was a hand-written BPE's data
+    path = tmp_path / "v2.plan"
     path.write_bytes(msgpack.packb(envelope, use_bin_type=True))
-    _assert_clean_error(_cgc("inspect", str(path)), "format version 1 is not supported", "supports version 2")
+    _assert_clean_error(_cgc("inspect", str(path)), "format version 2 is not supported", "supports version 3")
 
 
 def test_truncated_plan(tmp_path, nano_plan):
@@ -164,3 +164,22 @@ def test_prompt_text_round_trip(tmp_path):
                  "--temperature", "0.8", "--seed", "3")
     assert ran.stdout == again.stdout and ran.stdout.strip()
     assert "generated 6 tokens" in ran.stderr and "decode" in ran.stderr
+
+
+def test_llama3_prompt_starts_with_bos(tmp_path):
+    from runtime.plan import load_plan
+    from runtime.tokenizer import Tokenizer
+    from tests import tokenizer_files
+    tokenizer_dir = tokenizer_files.checkpoint_files("llama3", tmp_path / "tok")
+    plan = str(tmp_path / "llama3.plan")
+    compiled = _cgc("compile", "llama", "--preset", "tiny", "--sm", "none", "--tokenizer", tokenizer_dir,
+                    "--set", "vocab_size=128256", "--set", "hidden_size=64", "--set", "num_attention_heads=2",
+                    "--set", "num_key_value_heads=1", "--set", "intermediate_size=64", "--max-seq", "32",
+                    "--prefill-buckets", "8", "-o", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    tokenizer = Tokenizer(load_plan(plan)["tokenizer"])
+    assert tokenizer.encode("Hello")[:1] == [128000] and len(tokenizer.encode("Hello")) == 2
+    ran = _cgc("run", plan, "--prompt", "Hello", "--max-new-tokens", "2", "--ignore-eos", "--stats")
+    assert ran.returncode == 0, ran.stderr
+    assert "prompt 2 tokens" in ran.stderr  # <|begin_of_text|> + "Hello"
+    _assert_clean_error(_cgc("run", plan, "--prompt", "a" * 120_000), "bytes, far more than")
