@@ -12,13 +12,16 @@ from runtime.errors import CgcError
 
 
 def _parse_set(values):
-    import yaml
+    from compiler.yaml_source import parse
     overrides = {}
     for item in values or ():
+        _utf8(item, "--set")
         if "=" not in item:
-            raise CgcError(f"--set expects key=value, got {item!r}")
+            raise CgcError(f"--set expects key=value, got {item[:80]!r}")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        if not key.strip().isidentifier():
+            raise CgcError(f"--set {key.strip()[:80]!r}: a config key is a plain name, e.g. n_layer")
+        overrides[key.strip()] = parse(value, f"--set {key.strip()}")
     return overrides
 
 

@@ -163,7 +163,14 @@ def encode(values, dtype):
 
 def rope_inv_freq(head_dim, theta, scaling):
     """Inverse frequencies of RoPE, with Hugging Face's 'llama3' scaling when asked."""
+    if scaling is not None and not isinstance(scaling, dict):
+        raise CheckpointError(f"rope scaling must be a mapping (rope_scaling / rope_parameters), got {str(scaling)[:60]}")
     scaling = dict(scaling or {})
+    for key in ("rope_theta", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+        value = scaling.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise CheckpointError(f"rope scaling '{key}' must be a positive number, got {str(value)[:60]}")
     theta = float(scaling.get("rope_theta", theta))
     inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
     rope_type = scaling.get("rope_type", scaling.get("type", "default"))
@@ -171,8 +178,12 @@ def rope_inv_freq(head_dim, theta, scaling):
         return inv_freq
     if rope_type != "llama3":
         raise CheckpointError(f"unsupported rope_type '{rope_type}' (supported: default, llama3)")
+    if "factor" not in scaling:
+        raise CheckpointError("llama3 rope scaling needs a 'factor'")
     factor = scaling["factor"]
     low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    if not high > low:
+        raise CheckpointError(f"llama3 rope scaling needs high_freq_factor > low_freq_factor (got {high}, {low})")
     original = scaling.get("original_max_position_embeddings", 8192)
     wavelen = 2 * math.pi / inv_freq
     scaled = np.where(wavelen > original / low, inv_freq / factor, inv_freq)
