@@ -54,8 +54,6 @@ from runtime.errors import PlanError
 PLAN_FORMAT = "cgc-plan"
 PLAN_VERSION = 3
 REGIONS = ("arena", "io", "kv", "scratch", "weights")
-_BODY_KEYS = ("compiler", "model", "targets", "limits", "regions", "weights", "generation", "kernels", "programs",
-              "passes")
 
 
 def encode_plan(body):
@@ -66,50 +64,37 @@ def encode_plan(body):
     return msgpack.packb(envelope, use_bin_type=True)
 
 
+def _unpack(data, path, what):
+    """msgpack with bounded sizes (no string over 256 MiB, no list or map over 16 M entries); the
+    C unpacker also bounds nesting depth (StackError)."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, max_str_len=MAX_STR_BYTES,
+                               max_bin_len=len(data), max_array_len=MAX_ENTRIES, max_map_len=MAX_ENTRIES,
+                               max_ext_len=0)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise PlanError(f"{path}: not a cgc plan, or truncated or corrupted ({what}: {type(exc).__name__})") from None
+
+
+MAX_STR_BYTES = 256 << 20
+MAX_ENTRIES = 1 << 24
+
+
 def decode_plan(data, path="<plan>"):
     """Check the envelope of `data` and return the validated body dict."""
-    try:
-        envelope = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
-        raise PlanError(f"{path}: not a cgc plan, or truncated or corrupted ({type(exc).__name__})") from None
+    envelope = _unpack(data, path, "envelope")
     if not isinstance(envelope, dict) or envelope.get("format") != PLAN_FORMAT:
         raise PlanError(f"{path}: not a cgc plan (no '{PLAN_FORMAT}' format marker)")
     version = envelope.get("version")
     if version != PLAN_VERSION:
-        raise PlanError(f"{path}: plan format version {version} is not supported by this runtime "
+        raise PlanError(f"{path}: plan format version {str(version)[:20]} is not supported by this runtime "
                         f"(supports version {PLAN_VERSION}); recompile the plan with this cgc")
     body_bytes = envelope.get("body")
     if not isinstance(body_bytes, bytes) or hashlib.sha256(body_bytes).hexdigest() != envelope.get("body_sha256"):
         raise PlanError(f"{path}: plan is corrupted (checksum mismatch); recompile it")
-    body = msgpack.unpackb(body_bytes, raw=False, strict_map_key=False)
-    validate(body, path)
+    body = _unpack(body_bytes, path, "body")
+    from runtime.plan_schema import check_body
+    check_body(body, path)
     return body
-
-
-def validate(body, path="<plan>"):
-    """Raise PlanError unless the body has every field and consistent references."""
-    missing = [key for key in _BODY_KEYS if key not in body]
-    if missing:
-        raise PlanError(f"{path}: plan body lacks {', '.join(missing)}")
-    regions = body["regions"]
-    for program_name, program in body["programs"].items():
-        operands = [*program["inputs"].values(), *program["outputs"].values()]
-        for index, launch in enumerate(program["launches"]):
-            for kernel in [launch["kernel"], *(t["kernel"] for t in launch.get("targets", {}).values())]:
-                if not 0 <= kernel < len(body["kernels"]):
-                    raise PlanError(f"{path}: program '{program_name}' launch {index} names unknown kernel {kernel}")
-            operands.extend(launch["args"])
-        for operand in operands:
-            if operand["region"] not in regions or operand["offset"] < 0:
-                raise PlanError(f"{path}: program '{program_name}' has an operand in unknown region {operand['region']!r}")
-            if _extent(operand) > regions[operand["region"]]:
-                raise PlanError(f"{path}: program '{program_name}' reads past the end of region '{operand['region']}'")
-
-
-def _extent(operand):
-    from runtime.dtypes import itemsize
-    last = sum((dim - 1) * stride for dim, stride in zip(operand["shape"], operand["strides"]) if dim > 0)
-    return operand["offset"] + (last + 1) * itemsize(operand["dtype"])
 
 
 def load_plan(path):
@@ -140,6 +125,8 @@ def _external_image(body):
     path = os.path.join(os.path.dirname(body.get("path", ".")), weights["file"])
     digest = hashlib.sha256()
     try:
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise PlanError(f"{path}: the plan's weights file is missing or not a regular file")
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 24), b""):
                 digest.update(chunk)
