@@ -182,8 +182,8 @@ def _check_kernel(c, kernel, where):
     c.str(kernel["template"], f"{where}.template")
     c.map(kernel["constants"], f"{where}.constants")
     for entry in c.list(kernel["signature"], f"{where}.signature", 256):
-        if not isinstance(entry, list) or len(entry) != 2:
-            c.fail(f"{where}.signature", "expected [dtype, ndim] entries")
+        if not isinstance(entry, list) or not 2 <= len(entry) <= 8:  # SM specs add alignment facts
+            c.fail(f"{where}.signature", "expected [dtype, ndim, ...] entries")
         c.str(entry[0], f"{where}.signature", tuple(DTYPES))
         c.int(entry[1], f"{where}.signature", 0, MAX_NDIM)
     sm = kernel.get("sm")

@@ -50,7 +50,7 @@ CASES = [
     (("weights", "table", 0, "offset"), 1 << 40, "past the weights region"),
     (("weights", "table", 0, "nbytes"), 4, "cannot hold shape"),
     (("weights", "blob"), b"short", "weights.blob"),
-    (("kernels", 0, "signature"), [["float32"]], "signature: expected [dtype, ndim]"),
+    (("kernels", 0, "signature"), [["float32"]], "signature: expected [dtype, ndim, ...]"),
     (("kernels",), "nope", "kernels: expected a list"),
     (("generation", "eos", "shape"), [1 << 20], "past the end of region"),
     (("tokenizer",), {"tokenizer_json": 3, "eos_token_ids": []}, "tokenizer.tokenizer_json: expected a string"),
