@@ -19,6 +19,7 @@ benchmarks/results/decode-variants-<gpu>.json after the runs already there.
 import argparse
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import re
@@ -195,7 +196,7 @@ def compiled_variants(keys, names, sm, new_tokens, workdir, batch=1):
             with variant(name):
                 compile_model(key, batch, new_tokens, sm, checkpoint, path)
             yield key, name, path
-            for leftover in (path, os.path.splitext(path)[0] + ".weights.safetensors"):
+            for leftover in (path, *glob.glob(glob.escape(os.path.splitext(path)[0]) + ".*.weights.safetensors")):
                 if os.path.exists(leftover):
                     os.remove(leftover)
 

@@ -49,8 +49,18 @@ def _default_sms():
     return (int(cupy.cuda.Device().compute_capability),)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a compile's cleanup (temp files) runs."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
 def _compile(args):
+    import signal
     from compiler.compile import CompileOptions, compile_plan, stderr_log
+    signal.signal(signal.SIGTERM, _terminate)
     from compiler.graph_loader import resolve_graph_path
     sms = _parse_ints(args.sm, "--sm") if args.sm not in (None, "none") else (() if args.sm == "none" else _default_sms())
     if not sms and args.sm != "none":
@@ -168,6 +178,8 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        return 143
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     return 0

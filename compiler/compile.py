@@ -12,7 +12,8 @@ import compiler
 from compiler.graph_loader import load_graph
 from compiler.lower import Lowering, program_shapes
 from compiler.passes import run_pipeline
-from compiler.plan_writer import write_external_weights, write_plan
+from compiler.plan_writer import (check_output, discard_weights, remove_stale_temps, write_external_weights,
+                                  write_plan)
 from compiler.weights import CheckpointWeights, RandomWeights, build_weight, checkpoint_names, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
@@ -41,6 +42,8 @@ def compile_plan(graph_path, output_path, options, log=None):
     log = log or (lambda message: None)
     started = time.perf_counter()
     _check_options(options)
+    check_output(output_path)
+    remove_stale_temps(os.path.dirname(os.path.abspath(output_path)))
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
     graph = run_pipeline(graph, progress=lambda name: log(f"pass {name}"), max_batch=options.max_batch,
@@ -53,6 +56,7 @@ def compile_plan(graph_path, output_path, options, log=None):
     if options.sms:
         from compiler.specialize import specialize_kernels
         specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log)
+    tokenizer = _tokenizer(options, graph.config.get("vocab_size"), log)
     source = CheckpointWeights(options.checkpoint) if options.checkpoint else RandomWeights(options.seed)
     if options.checkpoint:
         source.check_names(checkpoint_names(lowering.weights, lowering.stored))
@@ -75,9 +79,13 @@ def compile_plan(graph_path, output_path, options, log=None):
         "kernels": lowering.kernels,
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],
-        "tokenizer": _tokenizer(options, graph.config.get("vocab_size"), log),
+        "tokenizer": tokenizer,
     }
-    size = write_plan(body, output_path)
+    try:
+        size = write_plan(body, output_path)
+    except BaseException:
+        discard_weights(output_path, weights)
+        raise
     log(f"wrote {output_path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
     return body
 
@@ -119,10 +127,8 @@ def _store_weights(lowering, source, output_path, options, log):
     total = lowering.weights_bytes
     external = options.weights_storage == "external" or (options.weights_storage == "auto" and total > EMBED_LIMIT)
     if external:
-        file_name = os.path.splitext(os.path.basename(output_path))[0] + ".weights.safetensors"
         specs = {entry["name"]: (entry["dtype"], entry["shape"]) for entry in table}
-        path = os.path.join(os.path.dirname(os.path.abspath(output_path)), file_name)
-        digest = write_external_weights(path, specs, encoded)
+        file_name, digest = write_external_weights(output_path, specs, encoded)
         log(f"wrote weights to {file_name} ({total / 1e6:.1f} MB)")
         return {"storage": "external", "file": file_name, "sha256": digest, "table": table}
     return {"storage": "embedded", "blob": region_image(table, encoded, total).tobytes(), "table": table}

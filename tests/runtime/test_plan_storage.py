@@ -22,14 +22,14 @@ def _compile(tmp_path, name, **kwargs):
 def test_external_weights_match_embedded(tmp_path):
     embedded = NumpyExecutor(load_plan(_compile(tmp_path, "a")))
     external_path = _compile(tmp_path, "b", weights_storage="external")
-    assert (tmp_path / "b.weights.safetensors").exists()
     external = NumpyExecutor(load_plan(external_path))
+    assert (tmp_path / external.plan["weights"]["file"]).exists()
     np.testing.assert_array_equal(prefill(embedded, PROMPT), prefill(external, PROMPT))
 
 
 def test_external_weights_checked(tmp_path):
     path = _compile(tmp_path, "b", weights_storage="external")
-    weights = tmp_path / "b.weights.safetensors"
+    weights = tmp_path / load_plan(path)["weights"]["file"]
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0x01
     weights.write_bytes(bytes(data))
