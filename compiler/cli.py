@@ -71,7 +71,8 @@ def _compile(args):
     options = CompileOptions(
         preset=args.preset, checkpoint=args.weights, overrides=_parse_set(args.set), dtype=args.dtype, sms=sms,
         max_batch=args.max_batch, max_seq=args.max_seq,
-        prefill_buckets=_parse_ints(args.prefill_buckets, "--prefill-buckets"), seed=args.seed,
+        prefill_buckets=(_parse_ints(args.prefill_buckets, "--prefill-buckets")
+                         if args.prefill_buckets is not None else None), seed=args.seed,
         weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer)
     compile_plan(graph_path, output, options, log=stderr_log)
     print(output)
@@ -135,8 +136,10 @@ def build_parser():
     compile_cmd.add_argument("--sm", help="target SMs, e.g. 90 or 90,100,121; 'none' for a CPU-only plan (default: this machine's GPU, if any)")
     compile_cmd.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     compile_cmd.add_argument("--max-batch", type=int, default=1, help="sequences per program (default 1)")
-    compile_cmd.add_argument("--max-seq", type=int, default=256, help="longest sequence, prompt + generated (default 256)")
-    compile_cmd.add_argument("--prefill-buckets", default="64", help="prefill chunk lengths, e.g. 16,64,256 (default 64)")
+    compile_cmd.add_argument("--max-seq", type=int, default=None,
+                             help="longest sequence, prompt + generated (default 256, or the model's positions if fewer)")
+    compile_cmd.add_argument("--prefill-buckets", default=None,
+                             help="prefill chunk lengths, e.g. 16,64,256 (default 64, or --max-seq if less)")
     compile_cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     compile_cmd.add_argument("--weights-storage", default="auto", choices=("auto", "embedded", "external"),
                              help="embed weights in the plan or write a sibling .safetensors (auto: external above 1 GiB)")

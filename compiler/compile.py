@@ -1,5 +1,6 @@
 """The compile driver: graph YAML -> passes -> lowering -> (kernels) -> weights -> plan file."""
 
+import dataclasses
 import datetime
 import os
 import sys
@@ -17,6 +18,12 @@ from compiler.plan_writer import (check_output, discard_weights, remove_stale_te
 from compiler.weights import CheckpointWeights, RandomWeights, build_weight, checkpoint_names, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
+DEFAULT_MAX_SEQ = 256  # without --max-seq: this, or the model's learned positions if fewer
+DEFAULT_BUCKET = 64
+MAX_BATCH = 1024
+MAX_SEQ = 1 << 20
+MAX_BUCKETS = 16
+MAX_DEVICE_BYTES = 1 << 40  # a plan needing more device memory than this is a mistake
 
 
 @dataclass
@@ -29,8 +36,8 @@ class CompileOptions:
     dtype: str = "float32"
     sms: tuple = ()
     max_batch: int = 1
-    max_seq: int = 256
-    prefill_buckets: tuple = (64,)
+    max_seq: int | None = None          # None: DEFAULT_MAX_SEQ clamped to the model's positions
+    prefill_buckets: tuple | None = None  # None: (DEFAULT_BUCKET,) clamped to max_seq
     seed: int = 0
     weights_storage: str = "auto"  # auto | embedded | external
     tokenizer: str | None = None   # dir with tokenizer.json or vocab.json + merges.txt; default: checkpoint
@@ -45,12 +52,14 @@ def compile_plan(graph_path, output_path, options, log=None):
     check_output(output_path)
     remove_stale_temps(os.path.dirname(os.path.abspath(output_path)))
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
+    options = _resolve_lengths(options, graph, log)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
     graph = run_pipeline(graph, progress=lambda name: log(f"pass {name}"), max_batch=options.max_batch,
                          sms=options.sms)
     lowering = Lowering(graph, options.max_batch, options.max_seq)
     programs = {shape.name: lowering.lower_program(shape)
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}
+    _check_device_bytes(lowering, options)
     log(f"lowered {len(programs)} programs, {sum(len(p['launches']) for p in programs.values())} launches, "
         f"{len(lowering.kernels)} distinct kernels")
     if options.sms:
@@ -106,13 +115,61 @@ def _tokenizer(options, vocab_size, log):
     return data
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_options(options):
     from compiler.errors import CompileError
-    if options.max_batch < 1 or options.max_seq < 1:
-        raise CompileError(f"--max-batch and --max-seq must be positive (got {options.max_batch}, {options.max_seq})")
-    for bucket in options.prefill_buckets:
-        if not 1 <= bucket <= options.max_seq:
-            raise CompileError(f"prefill bucket {bucket} must be between 1 and --max-seq {options.max_seq}")
+    if not _is_int(options.max_batch) or not 1 <= options.max_batch <= MAX_BATCH:
+        raise CompileError(f"--max-batch must be an integer in 1..{MAX_BATCH}, got {options.max_batch!r}")
+    if options.max_seq is not None and (not _is_int(options.max_seq) or not 1 <= options.max_seq <= MAX_SEQ):
+        raise CompileError(f"--max-seq must be an integer in 1..{MAX_SEQ}, got {options.max_seq!r}")
+    if options.prefill_buckets is not None:
+        buckets = tuple(options.prefill_buckets)
+        if not buckets or len(set(buckets)) > MAX_BUCKETS:
+            raise CompileError(f"--prefill-buckets needs 1..{MAX_BUCKETS} lengths, got {len(set(buckets))}")
+        for bucket in buckets:
+            if not _is_int(bucket) or not 1 <= bucket <= (options.max_seq or MAX_SEQ):
+                raise CompileError(f"prefill bucket {bucket!r} must be an integer between 1 and --max-seq "
+                                   f"{options.max_seq or MAX_SEQ}")
+    if options.dtype not in ("float32", "float16", "bfloat16", "tf32"):
+        raise CompileError(f"--dtype {options.dtype!r} is not one of float32, tf32, float16, bfloat16")
+
+
+def learned_positions(graph):
+    """The longest sequence the model was trained for: its learned position table's rows, else
+    its config's max_position_embeddings, else None."""
+    tables = [op.attrs["positions"] for op in graph.ops if op.kind == "embed" and op.attrs.get("positions")]
+    if tables:
+        return min(tables)
+    value = graph.config.get("max_position_embeddings")
+    return value if _is_int(value) and value > 0 else None
+
+
+def _resolve_lengths(options, graph, log):
+    """Fill in the default max sequence (clamped to the model's positions) and prefill bucket."""
+    max_seq, buckets = options.max_seq, options.prefill_buckets
+    if max_seq is None:
+        positions = learned_positions(graph)
+        max_seq = min(DEFAULT_MAX_SEQ, positions) if positions else DEFAULT_MAX_SEQ
+        if max_seq < DEFAULT_MAX_SEQ:
+            log(f"max sequence {max_seq}: the model's {positions} positions (--max-seq not given)")
+    if buckets is None:
+        buckets = (min(DEFAULT_BUCKET, max_seq),)
+    resolved = dataclasses.replace(options, max_seq=max_seq, prefill_buckets=tuple(buckets))
+    _check_options(resolved)
+    return resolved
+
+
+def _check_device_bytes(lowering, options):
+    from compiler.errors import CompileError
+    total = (lowering.arena_bytes + lowering.io_bytes + lowering.kv_bytes + lowering.scratch_bytes
+             + lowering.weights_bytes)
+    if total > MAX_DEVICE_BYTES:
+        raise CompileError(f"the plan would need {total / 2**30:.0f} GiB of device memory (more than "
+                           f"{MAX_DEVICE_BYTES >> 30} GiB); lower --max-batch ({options.max_batch}) or --max-seq "
+                           f"({options.max_seq}), or the model's sizes")
 
 
 def _store_weights(lowering, source, output_path, options, log):

@@ -183,3 +183,39 @@ def test_llama3_prompt_starts_with_bos(tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert "prompt 2 tokens" in ran.stderr  # <|begin_of_text|> + "Hello"
     _assert_clean_error(_cgc("run", plan, "--prompt", "a" * 120_000), "bytes, far more than")
+
+
+def test_default_max_seq_fits_learned_positions(tmp_path):
+    from runtime.plan import load_plan
+    plan = str(tmp_path / "p96.plan")
+    compiled = _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "n_positions=96",
+                    "--set", "vocab_size=300", "-o", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    assert load_plan(plan)["limits"]["max_seq"] == 96 and "the model's 96 positions" in compiled.stderr
+    small = str(tmp_path / "p40.plan")
+    assert _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "n_positions=40",
+                "--set", "vocab_size=300", "-o", small).returncode == 0
+    assert load_plan(small)["limits"] == {"max_batch": 1, "max_seq": 40, "prefill_buckets": [40]}
+    _assert_clean_error(_cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "n_positions=96",
+                             "--max-seq", "128", "-o", plan), "--max-seq 128 exceeds the model's 96 learned positions")
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--max-batch", "0"], "--max-batch must be an integer in 1..1024, got 0"),
+    (["--max-batch", "100000"], "--max-batch must be an integer in 1..1024"),
+    (["--max-seq", "-3"], "--max-seq must be an integer in 1..1048576, got -3"),
+    (["--prefill-buckets", "0"], "prefill bucket 0 must be"),
+    (["--prefill-buckets", "x"], "--prefill-buckets expects comma-separated integers"),
+    (["--max-batch", "1024", "--max-seq", "1048576", "--set", "n_positions=1048576", "--set", "n_embd=480"],
+     "GiB of device memory"),
+    (["--set", "n_layer=9**9**9"], "repeat count must be an integer in 0..4096, got 9**9**9"),
+    (["--set", "n_layer=[1, 2]"], "repeat count must be an integer"),
+    (["--set", "x.y=3"], "a config key is a plain name"),
+    (["--set", "vocab_size=0"], "must be a positive integer"),
+    (["--set", "layer_norm_epsilon=-1"], "attribute 'eps' must be a positive number"),
+], ids=["batch-0", "batch-huge", "seq-negative", "bucket-0", "bucket-text", "memory", "set-pow", "set-list",
+        "set-key", "vocab-0", "eps-negative"])
+def test_bad_compile_flags(tmp_path, flags, fragment):
+    result = _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", *flags, "-o", str(tmp_path / "x.plan"))
+    _assert_clean_error(result, fragment)
+    assert os.listdir(tmp_path) == []
