@@ -85,6 +85,13 @@ def _run(args):
     from runtime.tokenizer import StreamDecoder, Tokenizer
     if (args.tokens is None) == (args.prompt is None):
         raise CgcError("give exactly one of --prompt TEXT or --tokens 464,3290")
+    if args.max_new_tokens < 1:
+        raise CgcError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed).check()
+    for text in args.stop or ():
+        _utf8(text, "--stop")
+    if args.prompt is not None:
+        _utf8(args.prompt, "--prompt")
     executor = open_plan(args.plan, device=args.device)
     plan = executor.plan
     tokenizer = Tokenizer(plan["tokenizer"]) if plan.get("tokenizer") else None
@@ -93,13 +100,12 @@ def _run(args):
             raise CgcError(f"{args.plan}: plan has no tokenizer; give --tokens, or recompile with --tokenizer DIR")
         if not args.prompt:
             raise CgcError("the prompt is empty")
-        prompt = tokenizer.encode(_utf8(args.prompt, "--prompt"),
+        prompt = tokenizer.encode(args.prompt,
                                   max_tokens=plan["limits"]["max_seq"] - max(args.max_new_tokens, 1))
         if not prompt:
             raise CgcError("the prompt tokenizes to no tokens")
     else:
         prompt = list(_parse_ints(args.tokens, "--tokens"))
-    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
     eos = () if args.ignore_eos or tokenizer is None else tuple(tokenizer.eos_token_ids)
     text_out = tokenizer is not None and args.prompt is not None
     decoder = StreamDecoder(tokenizer) if text_out else None

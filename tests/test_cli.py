@@ -219,3 +219,30 @@ def test_bad_compile_flags(tmp_path, flags, fragment):
     result = _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", *flags, "-o", str(tmp_path / "x.plan"))
     _assert_clean_error(result, fragment)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--tokens", "1,2", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
+    (["--tokens", "1,2", "--temperature", "nan"], "temperature must be finite"),
+    (["--tokens", "1,2", "--top-p", "-1"], "top_p must be finite and in (0, 1]"),
+    (["--tokens", "1,2", "--repetition-penalty", "inf"], "repetition_penalty must be finite"),
+    (["--tokens", "1,2", "--top-k", "-5"], "top_k must be in 0..2147483647"),
+    (["--tokens", "1,99999999999"], "token id 99999999999 is outside"),
+    (["--tokens", "1,-2"], "token id -2 is outside"),
+    (["--tokens", "1,2.5"], "--tokens expects comma-separated integers"),
+    (["--tokens", "1,2", "--seed", "-1"], "seed must be in 0..2147483647"),
+], ids=["new-0", "nan", "top-p", "penalty-inf", "top-k", "id-huge", "id-negative", "id-float", "seed"])
+def test_bad_run_flags(nano_plan, flags, fragment):
+    _assert_clean_error(_cgc("run", nano_plan, *flags), fragment)
+
+
+def test_invalid_utf8_and_unknown_device(nano_plan):
+    result = subprocess.run([sys.executable.encode(), b"-m", b"compiler.cli", b"run", nano_plan.encode(), b"--prompt",
+                             b"caf\xe9"], capture_output=True, cwd=ROOT)
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    assert b"--prompt: not valid UTF-8" in result.stderr
+    bad_set = subprocess.run([sys.executable.encode(), b"-m", b"compiler.cli", b"compile", b"gpt2", b"--sm", b"none",
+                              b"--set", b"n_layer=\xff"], capture_output=True, cwd=ROOT)
+    assert bad_set.returncode == 2 and b"--set: not valid UTF-8" in bad_set.stderr
+    unknown = _cgc("run", nano_plan, "--tokens", "1", "--device", "tpu")
+    assert unknown.returncode == 2 and "invalid choice: 'tpu'" in unknown.stderr
