@@ -140,7 +140,9 @@ def build_parser():
     compile_cmd.add_argument("--weights", metavar="CKPT_DIR", help="Hugging Face checkpoint dir (config.json + *.safetensors); default: seeded random init")
     compile_cmd.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config symbol (repeatable)")
     compile_cmd.add_argument("--sm", help="target SMs, e.g. 90 or 90,100,121; 'none' for a CPU-only plan (default: this machine's GPU, if any)")
-    compile_cmd.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    compile_cmd.add_argument("--dtype", default="float32", choices=("float32", "tf32", "float16", "bfloat16"),
+                             help="float32 (default) multiplies in float32; tf32 stores float32 but multiplies on "
+                                  "TF32 tensor cores (faster, logits ~1e-3 relative from float32)")
     compile_cmd.add_argument("--max-batch", type=int, default=1, help="sequences per program (default 1)")
     compile_cmd.add_argument("--max-seq", type=int, default=None,
                              help="longest sequence, prompt + generated (default 256, or the model's positions if fewer)")

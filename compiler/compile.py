@@ -51,7 +51,8 @@ def compile_plan(graph_path, output_path, options, log=None):
     _check_options(options)
     check_output(output_path)
     remove_stale_temps(os.path.dirname(os.path.abspath(output_path)))
-    graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
+    storage_dtype = "float32" if options.dtype == "tf32" else options.dtype
+    graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, storage_dtype)
     options = _resolve_lengths(options, graph, log)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
     graph = run_pipeline(graph, progress=lambda name: log(f"pass {name}"), max_batch=options.max_batch,
@@ -60,6 +61,8 @@ def compile_plan(graph_path, output_path, options, log=None):
     programs = {shape.name: lowering.lower_program(shape)
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}
     _check_device_bytes(lowering, options)
+    if options.dtype == "tf32":
+        _use_tf32(lowering.kernels)
     log(f"lowered {len(programs)} programs, {sum(len(p['launches']) for p in programs.values())} launches, "
         f"{len(lowering.kernels)} distinct kernels")
     if options.sms:
@@ -160,6 +163,17 @@ def _resolve_lengths(options, graph, log):
     resolved = dataclasses.replace(options, max_seq=max_seq, prefill_buckets=tuple(buckets))
     _check_options(resolved)
     return resolved
+
+
+TF32_TEMPLATES = ("matmul", "attention")
+
+
+def _use_tf32(kernels):
+    """--dtype tf32: float32 storage, but matmul and attention tiles multiply on TF32 tensor cores
+    (10-bit mantissa: logits ~1e-3 relative from float32). The NumPy executor ignores it."""
+    for kernel in kernels:
+        if kernel["template"] in TF32_TEMPLATES:
+            kernel["constants"]["mma"] = "tf32"
 
 
 def _check_device_bytes(lowering, options):

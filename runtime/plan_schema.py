@@ -12,7 +12,7 @@ MAX_REGION_BYTES = 1 << 42   # 4 TiB: no device has more memory
 MAX_DIM = 1 << 31
 MAX_NDIM = 8
 DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
-MODEL_DTYPES = ("float32", "float16", "bfloat16", "tf32")
+MODEL_DTYPES = ("float32", "float16", "bfloat16")
 BODY_KEYS = {"compiler", "created", "model", "targets", "limits", "regions", "buffers", "generation", "weights",
              "kernels", "programs", "passes", "tokenizer"}
 TOKENIZER_OPTIONAL = ("chat_template", "bos_token", "eos_token")
