@@ -130,6 +130,43 @@ def check_body(body, path="<plan>"):
         c.str(entry[0], f"passes[{index}]")
         c.str(entry[1], f"passes[{index}]")
     _check_tokenizer(c, body["tokenizer"])
+    _check_shapes(c, body)
+
+
+def _shape(c, operand, where, shape, dtype):
+    if list(operand["shape"]) != list(shape) or operand["dtype"] != dtype:
+        c.fail(where, f"is {operand['dtype']} {operand['shape']}, expected {dtype} {list(shape)}")
+
+
+def _check_shapes(c, body):
+    """Programs, inputs and sampler state agree with the limits (what generate() writes into them)."""
+    limits, programs = body["limits"], body["programs"]
+    batch, max_seq = limits["max_batch"], limits["max_seq"]
+    expected = {f"prefill_{bucket}": bucket for bucket in limits["prefill_buckets"]}
+    expected["decode"] = 1
+    for name, seq in expected.items():
+        if name not in programs:
+            c.fail("programs", f"has no '{name}' program (limits name it)")
+        program = programs[name]
+        if program["batch"] != batch or program["seq"] != seq:
+            c.fail(f"programs.{name}", f"is batch {program['batch']} x seq {program['seq']}, expected {batch} x {seq}")
+        inputs = program["inputs"]
+        _shape(c, inputs["tokens"], f"programs.{name}.inputs.tokens", (batch, seq), "int32")
+        _shape(c, inputs["start_pos"], f"programs.{name}.inputs.start_pos", (batch,), "int32")
+        _shape(c, inputs["seq_lens"], f"programs.{name}.inputs.seq_lens", (batch,), "int32")
+        logits = program["outputs"].get("logits")
+        vocab = body["model"]["config"].get("vocab_size")
+        if logits is not None and (len(logits["shape"]) != 2 or logits["shape"][0] != batch * seq
+                                   or (vocab is not None and logits["shape"][1] != vocab)):
+            c.fail(f"programs.{name}.outputs.logits", f"has shape {logits['shape']}, expected "
+                                                      f"[{batch * seq}, {vocab}]")
+    generation = body["generation"]
+    if generation is not None:
+        _shape(c, generation["history"], "generation.history", (batch, max_seq), "int32")
+        _shape(c, generation["params"], "generation.params", (batch, 4), "float32")
+        _shape(c, generation["options"], "generation.options", (batch, 4), "int32")
+        if len(generation["eos"]["shape"]) != 1 or generation["eos"]["dtype"] != "int32":
+            c.fail("generation.eos", "expected a 1-D int32 operand")
 
 
 def _check_weights(c, weights, regions):
