@@ -187,6 +187,12 @@ def main(argv=None):
             raise
         print(f"cgc: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print("cgc: error: out of memory (the model, --max-batch or --max-seq may be too large for this machine)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except _Terminated:

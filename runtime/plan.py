@@ -100,6 +100,8 @@ def decode_plan(data, path="<plan>"):
 def load_plan(path):
     """Read and validate a plan file; returns its body dict (with `path` recorded)."""
     try:
+        if not os.path.isfile(path):  # a FIFO or device would block or never end
+            raise PlanError(f"{path}: cannot read plan: {'no such file' if not os.path.exists(path) else 'not a regular file'}")
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:

@@ -246,3 +246,10 @@ def test_invalid_utf8_and_unknown_device(nano_plan):
     assert bad_set.returncode == 2 and b"--set: not valid UTF-8" in bad_set.stderr
     unknown = _cgc("run", nano_plan, "--tokens", "1", "--device", "tpu")
     assert unknown.returncode == 2 and "invalid choice: 'tpu'" in unknown.stderr
+
+
+def test_inspect_refuses_non_regular_files(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    _assert_clean_error(_cgc("inspect", str(tmp_path / "fifo")), "not a regular file")
+    _assert_clean_error(_cgc("inspect", str(tmp_path)), "not a regular file")
+    _assert_clean_error(_cgc("inspect", str(tmp_path / "missing.plan")), "no such file")
