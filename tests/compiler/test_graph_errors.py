@@ -152,3 +152,18 @@ def test_non_utf8_and_non_regular_graph_files(tmp_path):
         load_graph(str(path))
     with pytest.raises(GraphError, match="not a regular file"):
         load_graph(str(tmp_path))
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("[1, 2]", "config.json must be a JSON object, got list"),
+    ('{"n_layer": [2, 3]}', "'n_layer' is list"),
+    ('{"n_layer": 1e999}', "'n_layer'"),
+    ('{"n_embd": 48,', "malformed JSON"),
+    (b'{"n_embd": "\xff"}', "not UTF-8"),
+    ('{"n_embd": 0}', "must be a positive integer"),
+], ids=["list", "list-value", "inf", "truncated", "utf8", "zero-width"])
+def test_garbled_checkpoint_config(tmp_path, content, fragment):
+    (tmp_path / "config.json").write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(GraphError) as info:
+        infer_shapes.run(load_graph("gpt2", checkpoint=str(tmp_path)))
+    assert fragment in str(info.value) and "\n" not in str(info.value)
