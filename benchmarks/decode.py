@@ -16,6 +16,7 @@ plans of their presets (every layer runs the same kernels), so no 15 GB checkpoi
 """
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -227,7 +228,7 @@ def run_model(key, args, sm, bandwidth, workdir):
             if not args.skip_hf:
                 _say(f"measuring HF transformers, {model['name']} batch {batch}")
                 rates[PEERS[2]], tokens[PEERS[2]] = measure_hf(hf, prompt, args.hf_new_tokens)
-        for path in (plan_path, os.path.splitext(plan_path)[0] + ".weights.safetensors"):
+        for path in (plan_path, *glob.glob(glob.escape(os.path.splitext(plan_path)[0]) + ".*.weights.safetensors")):
             if os.path.exists(path):
                 os.remove(path)
         torch.cuda.empty_cache()

@@ -14,6 +14,7 @@ host: cgc's `generate(..., 1)`; for the peers one forward pass with `logits_to_k
 """
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -53,7 +54,7 @@ def export_only(sm, keys, lengths, workdir):
         path = os.path.join(workdir, f"{key}.plan")
         compile_plan(MODELS[key]["graph"], path, plan_options(key, lengths, sm, overrides={"num_hidden_layers": 1}),
                      log=stderr_log)
-        for leftover in (path, os.path.splitext(path)[0] + ".weights.safetensors"):
+        for leftover in (path, *glob.glob(glob.escape(os.path.splitext(path)[0]) + ".*.weights.safetensors")):
             if os.path.exists(leftover):
                 os.remove(leftover)
 
@@ -144,7 +145,7 @@ def run_model(key, args, sm, workdir):
                      "cgc_speedup": {peer: s / seconds["cgc"] for peer, s in seconds.items()},
                      "prompt_tokens_per_s": {peer: length / s for peer, s in seconds.items()},
                      "first_token": {peer: int(t) for peer, t in tokens.items()}})
-    for path in (plan_path, os.path.splitext(plan_path)[0] + ".weights.safetensors"):
+    for path in (plan_path, *glob.glob(glob.escape(os.path.splitext(plan_path)[0]) + ".*.weights.safetensors")):
         if os.path.exists(path):
             os.remove(path)
     shutil.rmtree(checkpoint, ignore_errors=True)

@@ -13,14 +13,26 @@ from runtime.errors import CgcError
 
 
 def _parse_set(values):
-    import yaml
+    from compiler.yaml_source import parse
     overrides = {}
     for item in values or ():
+        _utf8(item, "--set")
         if "=" not in item:
-            raise CgcError(f"--set expects key=value, got {item!r}")
+            raise CgcError(f"--set expects key=value, got {item[:80]!r}")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        if not key.strip().isidentifier():
+            raise CgcError(f"--set {key.strip()[:80]!r}: a config key is a plain name, e.g. n_layer")
+        overrides[key.strip()] = parse(value, f"--set {key.strip()}")
     return overrides
+
+
+def _utf8(text, flag):
+    """`text` from argv, refused when it was not valid UTF-8 (Python keeps such bytes as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CgcError(f"{flag}: not valid UTF-8 (byte {exc.start})") from None
+    return text
 
 
 def _parse_ints(text, flag):
@@ -30,30 +42,51 @@ def _parse_ints(text, flag):
         raise CgcError(f"{flag} expects comma-separated integers, got {text!r}") from None
 
 
-def _default_sms():
+def _targets(args):
+    """Compile targets from --gpu or --sm; by default this machine's GPU (its real SM count), if any."""
+    from compiler.targets import parse_gpus, parse_sms, target_for_sm
+    if args.gpu is not None and args.sm is not None:
+        raise CgcError("give --sm or --gpu, not both")
+    if args.gpu is not None:
+        return parse_gpus(args.gpu)
+    if args.sm is not None:
+        return () if args.sm == "none" else parse_sms(args.sm)
     from runtime.session import gpu_available
     if not gpu_available():
         return ()
     import cupy
-    return (int(cupy.cuda.Device().compute_capability),)
+    device = cupy.cuda.Device()
+    return (target_for_sm(int(device.compute_capability), device.attributes["MultiProcessorCount"]),)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a compile's cleanup (temp files) runs."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
 
 
 def _compile(args):
+    import signal
     from compiler.compile import CompileOptions, compile_plan, stderr_log
+    signal.signal(signal.SIGTERM, _terminate)
     from compiler.graph_loader import resolve_graph_path
     from compiler.tiles import parse_overrides
-    sms = _parse_ints(args.sm, "--sm") if args.sm not in (None, "none") else (() if args.sm == "none" else _default_sms())
+    targets = _targets(args)
+    sms = tuple(target.sm for target in targets)
     if not sms and args.sm != "none":
         stderr_log("no --sm given and no GPU here: the plan gets no GPU kernels (it runs on the NumPy executor)")
     graph_path = resolve_graph_path(args.graph)
     stem = os.path.splitext(os.path.basename(graph_path))[0] + (f"-{args.preset}" if args.preset else "")
     output = args.output or os.path.join("artifacts", f"{stem}{'-sm' + '-'.join(map(str, sms)) if sms else ''}.plan")
     options = CompileOptions(
-        preset=args.preset, checkpoint=args.weights, overrides=_parse_set(args.set), dtype=args.dtype, sms=sms,
+        preset=args.preset, checkpoint=args.weights, overrides=_parse_set(args.set), dtype=args.dtype,
         max_batch=args.max_batch, max_seq=args.max_seq,
-        prefill_buckets=_parse_ints(args.prefill_buckets, "--prefill-buckets"), seed=args.seed,
+        prefill_buckets=(_parse_ints(args.prefill_buckets, "--prefill-buckets")
+                         if args.prefill_buckets is not None else None), seed=args.seed,
         weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer,
-        tile_rules=parse_overrides(args.tiles))
+        tile_rules=parse_overrides(args.tiles), targets=targets)
     compile_plan(graph_path, output, options, log=stderr_log)
     print(output)
 
@@ -68,6 +101,13 @@ def _run(args):
         return chat(args)
     if (args.tokens is None) == (args.prompt is None):
         raise CgcError("give exactly one of --prompt TEXT or --tokens 464,3290")
+    if args.max_new_tokens < 1:
+        raise CgcError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed).check()
+    for text in args.stop or ():
+        _utf8(text, "--stop")
+    if args.prompt is not None:
+        _utf8(args.prompt, "--prompt")
     executor = open_plan(args.plan, device=args.device)
     plan = executor.plan
     tokenizer = Tokenizer(plan["tokenizer"]) if plan.get("tokenizer") else None
@@ -76,10 +116,12 @@ def _run(args):
             raise CgcError(f"{args.plan}: plan has no tokenizer; give --tokens, or recompile with --tokenizer DIR")
         if not args.prompt:
             raise CgcError("the prompt is empty")
-        prompt = tokenizer.encode(args.prompt)
+        prompt = tokenizer.encode(args.prompt,
+                                  max_tokens=plan["limits"]["max_seq"] - max(args.max_new_tokens, 1))
+        if not prompt:
+            raise CgcError("the prompt tokenizes to no tokens")
     else:
         prompt = list(_parse_ints(args.tokens, "--tokens"))
-    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
     eos = () if args.ignore_eos or tokenizer is None else tuple(tokenizer.eos_token_ids)
     text_out = tokenizer is not None and args.prompt is not None
     decoder = StreamDecoder(tokenizer) if text_out else None
@@ -113,11 +155,18 @@ def build_parser():
     compile_cmd.add_argument("--preset", help="named size preset of the graph (e.g. tile-medium, qwen3-0.6b)")
     compile_cmd.add_argument("--weights", metavar="CKPT_DIR", help="Hugging Face checkpoint dir (config.json + *.safetensors); default: seeded random init")
     compile_cmd.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config symbol (repeatable)")
-    compile_cmd.add_argument("--sm", help="target SMs, e.g. 90 or 90,100,121; 'none' for a CPU-only plan (default: this machine's GPU, if any)")
-    compile_cmd.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    compile_cmd.add_argument("--sm", help="target SMs, e.g. 90 or 90,100,121, each optionally with its SM count (87:16); "
+                                          "'none' for a CPU-only plan (default: this machine's GPU, if any)")
+    compile_cmd.add_argument("--gpu", help="target devices by name, e.g. h200, gb10, orin-agx, rtx-4090 "
+                                           "(compiler/targets.py): their SM and SM count")
+    compile_cmd.add_argument("--dtype", default="float32", choices=("float32", "tf32", "float16", "bfloat16"),
+                             help="float32 (default) multiplies in float32; tf32 stores float32 but multiplies on "
+                                  "TF32 tensor cores (faster, logits ~1e-3 relative from float32)")
     compile_cmd.add_argument("--max-batch", type=int, default=1, help="sequences per program (default 1)")
-    compile_cmd.add_argument("--max-seq", type=int, default=256, help="longest sequence, prompt + generated (default 256)")
-    compile_cmd.add_argument("--prefill-buckets", default="64", help="prefill chunk lengths, e.g. 16,64,256 (default 64)")
+    compile_cmd.add_argument("--max-seq", type=int, default=None,
+                             help="longest sequence, prompt + generated (default 256, or the model's positions if fewer)")
+    compile_cmd.add_argument("--prefill-buckets", default=None,
+                             help="prefill chunk lengths, e.g. 16,64,256 (default 64, or --max-seq if less)")
     compile_cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     compile_cmd.add_argument("--weights-storage", default="auto", choices=("auto", "embedded", "external"),
                              help="embed weights in the plan or write a sibling .safetensors (auto: external above 1 GiB)")
@@ -162,8 +211,16 @@ def main(argv=None):
             raise
         print(f"cgc: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print("cgc: error: out of memory (the model, --max-batch or --max-seq may be too large for this machine)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        return 143
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     return 0

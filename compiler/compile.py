@@ -16,12 +16,19 @@ import compiler
 from compiler.graph_loader import load_graph
 from compiler.lower import Lowering, program_shapes
 from compiler.passes import PassContext, run_pipeline
-from compiler.plan_writer import write_external_weights, write_plan
+from compiler.plan_writer import (check_output, discard_weights, remove_stale_temps, write_external_weights,
+                                  write_plan)
 from compiler.tiles import SHIPPED, TileRules
-from compiler.weights import CheckpointWeights, RandomWeights, build_weight, encode
+from compiler.weights import CheckpointWeights, RandomWeights, build_weight, checkpoint_names, encode
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
 BUILD_BUDGET = 1 << 31  # float32 bytes of weights being built at once (peak RSS stays under 4 GB)
+DEFAULT_MAX_SEQ = 256  # without --max-seq: this, or the model's learned positions if fewer
+DEFAULT_BUCKET = 64
+MAX_BATCH = 1024
+MAX_SEQ = 1 << 20
+MAX_BUCKETS = 16
+MAX_DEVICE_BYTES = 1 << 40  # a plan needing more device memory than this is a mistake
 
 
 @dataclass
@@ -34,8 +41,8 @@ class CompileOptions:
     dtype: str = "float32"
     sms: tuple = ()
     max_batch: int = 1
-    max_seq: int = 256
-    prefill_buckets: tuple = (64,)
+    max_seq: int | None = None          # None: DEFAULT_MAX_SEQ clamped to the model's positions
+    prefill_buckets: tuple | None = None  # None: (DEFAULT_BUCKET,) clamped to max_seq
     seed: int = 0
     weights_storage: str = "auto"  # auto | embedded | external
     tokenizer: str | None = None   # dir with tokenizer.json or vocab.json + merges.txt; default: checkpoint
@@ -50,13 +57,20 @@ def compile_plan(graph_path, output_path, options, log=None):
     started = time.perf_counter()
     _check_options(options)
     options, targets = _resolve_targets(options)
-    graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, options.dtype)
+    check_output(output_path)
+    remove_stale_temps(os.path.dirname(os.path.abspath(output_path)))
+    storage_dtype = "float32" if options.dtype == "tf32" else options.dtype
+    graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, storage_dtype)
+    options = _resolve_lengths(options, graph, log)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
     context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules)
     graph = run_pipeline(graph, context, progress=lambda name: log(f"pass {name}"))
     lowering = Lowering(graph, options.max_batch, options.max_seq, options.tile_rules)
     programs = {shape.name: lowering.lower_program(shape)
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}
+    _check_device_bytes(lowering, options)
+    if options.dtype == "tf32":
+        _use_tf32(lowering.kernels)
     log(f"lowered {len(programs)} programs, {sum(len(p['launches']) for p in programs.values())} launches, "
         f"{len(lowering.kernels)} distinct kernels")
     toolchains = []
@@ -64,7 +78,10 @@ def compile_plan(graph_path, output_path, options, log=None):
         from compiler.specialize import specialize_kernels
         toolchains = specialize_kernels(lowering.kernels, programs, options.sms, options.cache_dir, log,
                                         options.tile_rules)
+    tokenizer = _tokenizer(options, graph.config.get("vocab_size"), log)
     source = CheckpointWeights(options.checkpoint) if options.checkpoint else RandomWeights(options.seed)
+    if options.checkpoint:
+        source.check_names(checkpoint_names(lowering.weights, lowering.stored))
     weights = _store_weights(lowering, source, output_path, options, log)
     body = {
         "compiler": {"name": "cgc", "version": compiler.__version__, **_toolchain_fields(toolchains)},
@@ -85,9 +102,13 @@ def compile_plan(graph_path, output_path, options, log=None):
         "kernels": lowering.kernels,
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],
-        "tokenizer": _tokenizer(options, log),
+        "tokenizer": tokenizer,
     }
-    size = write_plan(body, output_path)
+    try:
+        size = write_plan(body, output_path)
+    except BaseException:
+        discard_weights(output_path, weights)
+        raise
     log(f"wrote {output_path} ({size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
     return body
 
@@ -101,19 +122,19 @@ def _resolve_targets(options):
     return dataclasses.replace(options, sms=tuple(target.sm for target in targets), tile_rules=rules), targets
 
 
-def _tokenizer(options, log):
-    from compiler.tokenizer_import import read_tokenizer
+def _tokenizer(options, vocab_size, log):
+    from compiler.tokenizer_import import describe, read_tokenizer
     directory = options.tokenizer or options.checkpoint
     if directory is None:
         return None
-    data = read_tokenizer(directory)
+    data = read_tokenizer(directory, vocab_size if isinstance(vocab_size, int) else None)
     if data is None:
         if options.tokenizer:
             from compiler.errors import CheckpointError
             raise CheckpointError(f"{directory}: no tokenizer.json, nor vocab.json + merges.txt")
         log(f"{directory} has no tokenizer files: the plan takes token ids only")
         return None
-    log(f"tokenizer: byte-level BPE, {len(data['vocab'])} tokens, {len(data['merges'])} merges")
+    log(describe(data))
     return _with_chat_template(data, directory, log)
 
 
@@ -125,13 +146,72 @@ def _with_chat_template(data, directory, log):
     return {**data, **fields}
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_options(options):
     from compiler.errors import CompileError
-    if options.max_batch < 1 or options.max_seq < 1:
-        raise CompileError(f"--max-batch and --max-seq must be positive (got {options.max_batch}, {options.max_seq})")
-    for bucket in options.prefill_buckets:
-        if not 1 <= bucket <= options.max_seq:
-            raise CompileError(f"prefill bucket {bucket} must be between 1 and --max-seq {options.max_seq}")
+    if not _is_int(options.max_batch) or not 1 <= options.max_batch <= MAX_BATCH:
+        raise CompileError(f"--max-batch must be an integer in 1..{MAX_BATCH}, got {options.max_batch!r}")
+    if options.max_seq is not None and (not _is_int(options.max_seq) or not 1 <= options.max_seq <= MAX_SEQ):
+        raise CompileError(f"--max-seq must be an integer in 1..{MAX_SEQ}, got {options.max_seq!r}")
+    if options.prefill_buckets is not None:
+        buckets = tuple(options.prefill_buckets)
+        if not buckets or len(set(buckets)) > MAX_BUCKETS:
+            raise CompileError(f"--prefill-buckets needs 1..{MAX_BUCKETS} lengths, got {len(set(buckets))}")
+        for bucket in buckets:
+            if not _is_int(bucket) or not 1 <= bucket <= (options.max_seq or MAX_SEQ):
+                raise CompileError(f"prefill bucket {bucket!r} must be an integer between 1 and --max-seq "
+                                   f"{options.max_seq or MAX_SEQ}")
+    if options.dtype not in ("float32", "float16", "bfloat16", "tf32"):
+        raise CompileError(f"--dtype {options.dtype!r} is not one of float32, tf32, float16, bfloat16")
+
+
+def learned_positions(graph):
+    """The longest sequence the model was trained for: its learned position table's rows, else
+    its config's max_position_embeddings, else None."""
+    tables = [op.attrs["positions"] for op in graph.ops if op.kind == "embed" and op.attrs.get("positions")]
+    if tables:
+        return min(tables)
+    value = graph.config.get("max_position_embeddings")
+    return value if _is_int(value) and value > 0 else None
+
+
+def _resolve_lengths(options, graph, log):
+    """Fill in the default max sequence (clamped to the model's positions) and prefill bucket."""
+    max_seq, buckets = options.max_seq, options.prefill_buckets
+    if max_seq is None:
+        positions = learned_positions(graph)
+        max_seq = min(DEFAULT_MAX_SEQ, positions) if positions else DEFAULT_MAX_SEQ
+        if max_seq < DEFAULT_MAX_SEQ:
+            log(f"max sequence {max_seq}: the model's {positions} positions (--max-seq not given)")
+    if buckets is None:
+        buckets = (min(DEFAULT_BUCKET, max_seq),)
+    resolved = dataclasses.replace(options, max_seq=max_seq, prefill_buckets=tuple(buckets))
+    _check_options(resolved)
+    return resolved
+
+
+TF32_TEMPLATES = ("matmul", "attention")
+
+
+def _use_tf32(kernels):
+    """--dtype tf32: float32 storage, but matmul and attention tiles multiply on TF32 tensor cores
+    (10-bit mantissa: logits ~1e-3 relative from float32). The NumPy executor ignores it."""
+    for kernel in kernels:
+        if kernel["template"] in TF32_TEMPLATES:
+            kernel["constants"]["mma"] = "tf32"
+
+
+def _check_device_bytes(lowering, options):
+    from compiler.errors import CompileError
+    total = (lowering.arena_bytes + lowering.io_bytes + lowering.kv_bytes + lowering.scratch_bytes
+             + lowering.weights_bytes)
+    if total > MAX_DEVICE_BYTES:
+        raise CompileError(f"the plan would need {total / 2**30:.0f} GiB of device memory (more than "
+                           f"{MAX_DEVICE_BYTES >> 30} GiB); lower --max-batch ({options.max_batch}) or --max-seq "
+                           f"({options.max_seq}), or the model's sizes")
 
 
 def _store_weights(lowering, source, output_path, options, log):
@@ -145,10 +225,8 @@ def _store_weights(lowering, source, output_path, options, log):
     total = lowering.weights_bytes
     external = options.weights_storage == "external" or (options.weights_storage == "auto" and total > EMBED_LIMIT)
     if external:
-        file_name = os.path.splitext(os.path.basename(output_path))[0] + ".weights.safetensors"
         specs = {entry["name"]: (entry["dtype"], entry["shape"]) for entry in table}
-        path = os.path.join(os.path.dirname(os.path.abspath(output_path)), file_name)
-        digest = write_external_weights(path, specs, encoded)
+        file_name, digest = write_external_weights(output_path, specs, encoded)
         log(f"wrote weights to {file_name} ({total / 1e6:.1f} MB)")
         return {"storage": "external", "file": file_name, "sha256": digest, "table": table}
     return {"storage": "embedded", "blob": region_image(table, encoded, total).tobytes(), "table": table}

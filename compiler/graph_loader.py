@@ -9,7 +9,7 @@ import json
 import os
 
 from compiler.errors import GraphError
-from compiler.expr import ExprError, evaluate
+from compiler.expr import ExprError, evaluate, substitute
 from compiler.ir import Graph, Op, Tensor, Weight
 from compiler.ops import OPS
 from compiler.yaml_source import load_yaml
@@ -18,6 +18,12 @@ GRAPH_INPUTS = {"tokens": ("B", "S"), "start_pos": ("B",), "seq_lens": ("B",)}
 DTYPES = ("float32", "float16", "bfloat16")
 _TOP_KEYS = {"graph", "family", "config", "presets", "checkpoint_config", "derived", "forward", "outputs"}
 _INIT_BY_ROLE = {"bias": "bias", "weight": "normal", "position_weight": "normal"}
+MAX_DIM = 1 << 24       # one dimension (vocab, features, heads...): far above any transformer's
+MAX_REPEAT = 4096       # layers of one repeat block
+MAX_OPS = 100_000       # ops after expanding repeats
+_POSITIVE_FLOATS = {"eps", "theta", "scale"}
+_BLOCK_TYPES = {"graph": str, "family": str, "config": dict, "presets": dict, "checkpoint_config": dict,
+                "derived": dict, "forward": list, "outputs": dict}
 
 
 def graphs_dir():
@@ -47,6 +53,11 @@ def load_graph(path, preset=None, checkpoint=None, overrides=None, dtype="float3
     for key in doc:
         if key not in _TOP_KEYS:
             raise GraphError(f"{path}:{doc.line}: unknown top-level key '{key}' (expected: {', '.join(sorted(_TOP_KEYS))})")
+    for key, kind in _BLOCK_TYPES.items():
+        if doc.get(key) is not None and not isinstance(doc[key], kind):
+            raise GraphError(f"{path}:{getattr(doc, 'line', 1)}: '{key}' must be a "
+                             f"{'mapping' if kind is dict else kind.__name__ if kind is str else 'list'}, "
+                             f"got {type(doc[key]).__name__}")
     if dtype not in DTYPES:
         raise GraphError(f"unknown dtype '{dtype}' (expected one of: {', '.join(DTYPES)})")
     symbols = _bind_symbols(path, doc, preset, checkpoint, overrides or {})
@@ -65,7 +76,7 @@ def load_graph(path, preset=None, checkpoint=None, overrides=None, dtype="float3
     if not isinstance(outputs, dict) or not outputs:
         raise GraphError(f"{path}:{doc.line}: 'outputs' must map output names to tensors, e.g. {{logits: logits}}")
     for public, var in outputs.items():
-        if var not in builder.env:
+        if not isinstance(var, str) or var not in builder.env:
             raise GraphError(f"{path}:{outputs.line}: output '{public}' names undefined tensor '{var}'")
         graph.outputs[public] = builder.env[var]
     return graph
@@ -79,6 +90,8 @@ def _bind_symbols(path, doc, preset, checkpoint, overrides):
         if preset not in presets:
             known = ", ".join(sorted(presets)) or "none"
             raise GraphError(f"{path}: unknown preset '{preset}' (known presets: {known})")
+        if not isinstance(presets[preset], dict):
+            raise GraphError(f"{path}:{presets.line}: preset '{preset}' must be a mapping of config keys")
         symbols.update(_check_keys(path, presets[preset], symbols, f"preset '{preset}'"))
     if checkpoint is not None:
         symbols.update(_checkpoint_symbols(path, doc, checkpoint, symbols))
@@ -86,7 +99,7 @@ def _bind_symbols(path, doc, preset, checkpoint, overrides):
     for key, expression in (doc.get("derived") or {}).items():
         try:
             symbols[key] = evaluate(expression, symbols)
-        except (ExprError, ZeroDivisionError, TypeError) as exc:
+        except ExprError as exc:
             line = doc["derived"].line
             raise GraphError(f"{path}:{line}: derived symbol '{key}': {exc}") from None
     return symbols
@@ -94,8 +107,8 @@ def _bind_symbols(path, doc, preset, checkpoint, overrides):
 
 def _check_keys(path, values, symbols, origin):
     line = getattr(values, "line", 0)
-    for key in values:
-        if key not in symbols:
+    for key, value in values.items():
+        if not isinstance(key, str) or key not in symbols:
             raise GraphError(f"{path}:{line}: {origin} sets unknown config key '{key}' "
                              f"(known: {', '.join(sorted(symbols))})")
     return values
@@ -104,19 +117,35 @@ def _check_keys(path, values, symbols, origin):
 def _checkpoint_symbols(path, doc, checkpoint, symbols):
     config_path = os.path.join(checkpoint, "config.json")
     try:
-        with open(config_path, encoding="utf-8") as handle:
-            hf_config = json.load(handle)
-    except OSError:
-        raise GraphError(f"{config_path}: checkpoint has no readable config.json") from None
+        if not os.path.isfile(config_path):
+            raise GraphError(f"{config_path}: checkpoint has no config.json (a regular file)")
+        with open(config_path, "rb") as handle:
+            hf_config = json.loads(handle.read(16 << 20).decode("utf-8"))
+    except OSError as exc:
+        raise GraphError(f"{config_path}: cannot read config.json: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise GraphError(f"{config_path}: not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise GraphError(f"{config_path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    except RecursionError:
+        raise GraphError(f"{config_path}: JSON nested too deeply") from None
+    if not isinstance(hf_config, dict):
+        raise GraphError(f"{config_path}: config.json must be a JSON object, got {type(hf_config).__name__}")
     mapping = doc.get("checkpoint_config") or {}
     bound = {}
     for hf_key, symbol in mapping.items():
-        if symbol not in symbols:
+        if not isinstance(symbol, str) or symbol not in symbols:
             raise GraphError(f"{path}:{mapping.line}: checkpoint_config maps '{hf_key}' to unknown symbol '{symbol}'")
         if hf_key in hf_config and hf_config[hf_key] is not None:
-            bound[symbol] = hf_config[hf_key]
+            value = hf_config[hf_key]
+            if isinstance(value, (list, dict)) and not isinstance(symbols[symbol], (dict, type(None))):
+                raise GraphError(f"{config_path}: '{hf_key}' is {type(value).__name__} {str(value)[:60]}, "
+                                 f"expected a single value")
+            try:
+                evaluate(value, {})
+            except ExprError as exc:
+                raise GraphError(f"{config_path}: '{hf_key}': {exc}") from None
+            bound[symbol] = value
     return bound
 
 
@@ -133,7 +162,9 @@ class _Builder:
     def build(self, items, layer):
         for item in items:
             if not isinstance(item, dict):
-                raise GraphError(f"{self.path}: every entry of 'forward' must be a mapping, got {item!r}")
+                raise GraphError(f"{self.path}: every entry of 'forward' must be a mapping, got {str(item)[:60]!r}")
+            if len(self.graph.ops) >= MAX_OPS:
+                raise GraphError(f"{self.path}:{item.line}: the graph expands to more than {MAX_OPS} ops")
             if "repeat" in item:
                 self._repeat(item, layer)
             else:
@@ -143,12 +174,15 @@ class _Builder:
         where = f"{self.path}:{item.line}"
         if layer is not None:
             raise GraphError(f"{where}: nested 'repeat' blocks are not supported")
+        unknown = [key for key in item if key not in ("repeat", "body")]
+        if unknown:
+            raise GraphError(f"{where}: repeat block has unknown field '{unknown[0]}' (expected: body, repeat)")
         try:
             count = evaluate(item["repeat"], self.symbols)
         except ExprError as exc:
             raise GraphError(f"{where}: repeat: {exc}") from None
-        if not isinstance(count, int) or count < 0:
-            raise GraphError(f"{where}: repeat count must be a non-negative integer, got {count!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_REPEAT:
+            raise GraphError(f"{where}: repeat count must be an integer in 0..{MAX_REPEAT}, got {str(count)[:60]}")
         body = item.get("body")
         if not isinstance(body, list):
             raise GraphError(f"{where}: repeat needs a 'body' list of ops")
@@ -158,15 +192,19 @@ class _Builder:
     def _op(self, item, layer):
         where = f"{self.path}:{item.line}" + (f" (layer {layer})" if layer is not None else "")
         kind = item.get("op")
-        if kind not in OPS:
+        if not isinstance(kind, str) or kind not in OPS:
             raise GraphError(f"{where}: unknown op '{kind}' (known ops: {', '.join(sorted(OPS))})")
         schema = OPS[kind]
         known = {"op", "name", "out", *schema.inputs, *schema.optional_inputs, *schema.weights,
                  *schema.optional_weights, *schema.attrs, *schema.optional_attrs}
         for key in item:
-            if key not in known:
+            if not isinstance(key, str) or key not in known:
                 raise GraphError(f"{where}: op '{kind}' has unknown field '{key}' (expected: {', '.join(sorted(known - {'op'}))})")
         prefix = f"l{layer}." if layer is not None else ""
+        for field in ("name", *schema.inputs, *schema.optional_inputs, *schema.weights, *schema.optional_weights):
+            if field in item and not isinstance(item[field], str):
+                raise GraphError(f"{where}: op '{kind}' field '{field}' must be a name (a string), "
+                                 f"got {type(item[field]).__name__}")
         name = self._unique_op_name(prefix + str(item.get("name", kind)))
         inputs = {}
         for role in (*schema.inputs, *schema.optional_inputs):
@@ -210,38 +248,52 @@ class _Builder:
 
     def _weight_name(self, where, template, layer):
         try:
-            return str(template).format(**self.symbols, layer=layer)
-        except KeyError as exc:
-            raise GraphError(f"{where}: weight name {template!r} uses undefined symbol {exc}") from None
+            return substitute(template, {**self.symbols, "layer": layer})
+        except ExprError as exc:
+            raise GraphError(f"{where}: weight {exc}") from None
 
     def _attr(self, where, kind, attr, attr_type, raw):
         try:
             if attr_type == "str":
                 value = raw
             elif attr_type == "list":
-                if not isinstance(raw, list):
-                    raise ExprError(f"expected a list, got {raw!r}")
-                value = [evaluate(entry, self.symbols) for entry in raw]
+                if not isinstance(raw, list) or len(raw) > 64:
+                    raise ExprError(f"expected a list of at most 64 sizes, got {str(raw)[:60]}")
+                value = [self._dim(evaluate(entry, self.symbols)) for entry in raw]
             else:
                 value = evaluate(raw, self.symbols)
         except ExprError as exc:
             raise GraphError(f"{where}: op '{kind}' attribute '{attr}': {exc}") from None
-        except (ZeroDivisionError, TypeError) as exc:
-            raise GraphError(f"{where}: op '{kind}' attribute '{attr}': cannot evaluate {raw!r}: {exc}") from None
         if attr_type == "int":
-            if isinstance(value, bool) or not float(value).is_integer():
-                raise GraphError(f"{where}: op '{kind}' attribute '{attr}' must be an integer, got {value!r}")
-            value = int(value)
+            try:
+                value = self._dim(value)
+            except ExprError as exc:
+                raise GraphError(f"{where}: op '{kind}' attribute '{attr}': {exc}") from None
         elif attr_type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    attr in _POSITIVE_FLOATS and not value > 0):
+                expected = "a positive number" if attr in _POSITIVE_FLOATS else "a number"
+                raise GraphError(f"{where}: op '{kind}' attribute '{attr}' must be {expected}, got {str(value)[:60]}")
             value = float(value)
         elif attr_type == "str" and not isinstance(value, str):
-            raise GraphError(f"{where}: op '{kind}' attribute '{attr}' must be a string, got {value!r}")
+            raise GraphError(f"{where}: op '{kind}' attribute '{attr}' must be a string, got {str(value)[:60]}")
         return value
+
+    @staticmethod
+    def _dim(value):
+        """A size: a positive integer (an integral float such as 64.0 is accepted) up to MAX_DIM."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ExprError(f"must be a positive integer, got {type(value).__name__} {str(value)[:60]}")
+        if not 1 <= value <= MAX_DIM:
+            raise ExprError(f"must be a positive integer up to {MAX_DIM}, got {int(value)}")
+        return int(value)
 
     def _outputs(self, where, kind, schema, out, prefix):
         if out is None:
             raise GraphError(f"{where}: op '{kind}' needs 'out'")
         names = out if isinstance(out, list) else [out]
+        if not all(isinstance(var, str) and var for var in names):
+            raise GraphError(f"{where}: op '{kind}' field 'out' must name tensors (strings), got {str(out)[:60]}")
         if schema.multi_output != isinstance(out, list):
             shape = "a list of names" if schema.multi_output else "one name"
             raise GraphError(f"{where}: op '{kind}' field 'out' must be {shape}")

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from compiler.errors import CheckpointError
+from compiler.ir import recipe_sources
 from runtime.dtypes import from_float32, to_float32
 from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
 
@@ -20,9 +21,14 @@ from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
 class CheckpointWeights:
     """Tensors of a Hugging Face checkpoint directory (one or many .safetensors files)."""
 
+    # Buffers some checkpoints store beside the weights; they are not parameters of the model.
+    IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
+
     def __init__(self, directory):
         self.directory = directory
-        paths = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+        if not os.path.isdir(directory):
+            raise CheckpointError(f"{directory}: --weights expects a checkpoint directory (config.json + *.safetensors)")
+        paths = sorted(glob.glob(os.path.join(glob.escape(directory), "*.safetensors")))
         if not paths:
             raise CheckpointError(f"{directory}: no .safetensors files in checkpoint directory")
         self.files = {}
@@ -32,6 +38,9 @@ class CheckpointWeights:
             except SafetensorsFormatError as exc:
                 raise CheckpointError(str(exc)) from None
             for key in handle.keys():
+                if key in self.files:
+                    raise CheckpointError(f"{path}: tensor '{key}' is also in {self.files[key].path} "
+                                          f"(a tensor must be in exactly one shard)")
                 self.files[key] = handle
 
     def _lookup(self, name):
@@ -41,19 +50,61 @@ class CheckpointWeights:
                 return candidate
         return None
 
-    def get(self, name, shape):
-        """The tensor `name` as float32, checked against `shape`."""
-        key = self._lookup(name)
-        if key is None:
-            raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")
+    def check_names(self, names):
+        """Raise CheckpointError unless every tensor of `names` {name: shape} is in the checkpoint
+        with that shape, and the checkpoint holds no other tensor than known buffers (a tensor
+        left over means the graph and the checkpoint disagree, e.g. on the number of layers)."""
+        used = set()
+        for name, shape in names.items():
+            key = self._lookup(name)
+            if key is None:
+                raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")
+            self._check_shape(key, shape)
+            used.add(key)
+        extra = [key for key in self.files if key not in used and not key.endswith(self.IGNORED_SUFFIXES)
+                 and key != "lm_head.weight"]
+        if extra:
+            raise CheckpointError(f"{self.files[extra[0]].path}: tensor '{extra[0]}' is not used by the graph "
+                                  f"({len(extra)} unused tensors); does the config match the checkpoint?")
+
+    def _check_shape(self, key, shape):
         handle = self.files[key]
         actual = handle.shape(key)
         if tuple(actual) != tuple(shape):
             raise CheckpointError(f"{handle.path}: tensor '{key}' has shape {list(actual)}, expected {list(shape)}")
-        dtype = handle.dtype(key)
+
+    def get(self, name, shape):
+        """The tensor `name` as float32, checked against `shape` and for NaN / Inf values."""
+        key = self._lookup(name)
+        if key is None:
+            raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")
+        self._check_shape(key, shape)
+        handle = self.files[key]
+        try:
+            dtype = handle.dtype(key)
+        except SafetensorsFormatError as exc:
+            raise CheckpointError(str(exc)) from None
         if dtype not in ("float32", "float16", "bfloat16", "float64"):
             raise CheckpointError(f"{handle.path}: tensor '{key}' has dtype {dtype}, expected a float type")
-        return to_float32(handle.array(key), dtype) if dtype != "float64" else handle.array(key).astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, refused below
+            values = to_float32(handle.array(key), dtype) if dtype != "float64" else handle.array(key).astype(np.float32)
+        if not np.isfinite(values).all():
+            bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+            raise CheckpointError(f"{handle.path}: tensor '{key}' has {bad} NaN or Inf values (expected finite weights)")
+        return values
+
+
+def checkpoint_names(weights, names):
+    """{checkpoint tensor name: shape} of every ("checkpoint", name) recipe the weights `names`
+    are made from."""
+    found, pending = {}, list(names)
+    while pending:
+        weight = weights[pending.pop()]
+        if weight.recipe[0] == "checkpoint":
+            found[weight.recipe[1]] = weight.shape
+        else:
+            pending.extend(recipe_sources(weight.recipe))
+    return found
 
 
 RANDOM_BLOCK = 1 << 24  # elements per independently seeded block of a large random tensor
@@ -136,7 +187,14 @@ def encode(values, dtype):
 
 def rope_inv_freq(head_dim, theta, scaling):
     """Inverse frequencies of RoPE, with Hugging Face's 'llama3' scaling when asked."""
+    if scaling is not None and not isinstance(scaling, dict):
+        raise CheckpointError(f"rope scaling must be a mapping (rope_scaling / rope_parameters), got {str(scaling)[:60]}")
     scaling = dict(scaling or {})
+    for key in ("rope_theta", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+        value = scaling.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise CheckpointError(f"rope scaling '{key}' must be a positive number, got {str(value)[:60]}")
     theta = float(scaling.get("rope_theta", theta))
     inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
     rope_type = scaling.get("rope_type", scaling.get("type", "default"))
@@ -144,8 +202,12 @@ def rope_inv_freq(head_dim, theta, scaling):
         return inv_freq
     if rope_type != "llama3":
         raise CheckpointError(f"unsupported rope_type '{rope_type}' (supported: default, llama3)")
+    if "factor" not in scaling:
+        raise CheckpointError("llama3 rope scaling needs a 'factor'")
     factor = scaling["factor"]
     low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    if not high > low:
+        raise CheckpointError(f"llama3 rope scaling needs high_freq_factor > low_freq_factor (got {high}, {low})")
     original = scaling.get("original_max_position_embeddings", 8192)
     wavelen = 2 * math.pi / inv_freq
     scaled = np.where(wavelen > original / low, inv_freq / factor, inv_freq)

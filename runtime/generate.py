@@ -19,6 +19,7 @@ import numpy as np
 from runtime.dtypes import itemsize
 from runtime.errors import InputError, PlanError
 from runtime.sampling import SamplingParams
+from runtime.tokenizer import check_ids
 
 LOOKAHEAD = 2  # decode steps queued ahead of the one whose ids the host reads
 
@@ -54,6 +55,23 @@ def check_prompt(plan, prompt, max_new_tokens, name="the prompt"):
     bad = [t for t in prompt if not 0 <= int(t) < (vocab or 2 ** 31)]
     if bad:
         raise InputError(f"{name} has token id {bad[0]} outside the vocabulary (0..{vocab - 1})")
+
+
+def check_request(prompts, max_new_tokens, eos_token_ids=(), stop_strings=()):
+    """The prompts as lists of ints; InputError for the wrong types or values (float or bool ids,
+    ids beyond int32, a str instead of a list of prompts, max_new_tokens not a non-negative int)."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        raise InputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    if isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__iter__"):
+        raise InputError(f"prompts must be a list of token-id lists, got {type(prompts).__name__}")
+    prompts = list(prompts)
+    if any(isinstance(p, (str, bytes, int, np.integer)) or not hasattr(p, "__iter__") for p in prompts):
+        raise InputError("prompts must be a list of token-id lists (one list per sequence), e.g. [[464, 3290]]")
+    checked = [check_ids(p) for p in prompts]
+    check_ids(eos_token_ids)
+    if isinstance(stop_strings, str) or any(not isinstance(s, str) or not s for s in stop_strings):
+        raise InputError("stop strings must be a list of non-empty strings")
+    return checked
 
 
 def _chunks(plan, rows):
@@ -270,7 +288,7 @@ def generate(executor, prompts, max_new_tokens, sampling=None, eos_token_ids=(),
     `tokenizer`; the token completing one is kept. A seed makes sampling reproducible on the same
     plan and device (every prompt draws with the same seed).
     """
-    prompts = [list(map(int, p)) for p in prompts]
+    prompts = check_request(prompts, max_new_tokens, eos_token_ids, stop_strings)
     check_prompts(executor.plan, prompts, max_new_tokens)
     if stop_strings and tokenizer is None:
         raise InputError("stop strings need a plan with a tokenizer")

@@ -51,8 +51,14 @@ class NumpyExecutor:
 
     def launch(self, program):
         """Run one program on the inputs in place."""
-        for kernel, constants, views in self._programs[program][1]:
-            kernel(constants, *views)
+        for index, (kernel, constants, views) in enumerate(self._programs[program][1]):
+            try:
+                kernel(constants, *views)
+            except (ValueError, IndexError, KeyError, TypeError) as exc:  # operands that break the template contract
+                op = self.plan["programs"][program]["launches"][index]["op"]
+                raise PlanError(f"{self.plan.get('path', 'plan')}: program '{program}' launch {index} ({op}): "
+                                f"operands do not fit the kernel ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
 
     def write(self, operand, values):
         """Store `values` into a plan operand (generation state)."""

@@ -2,8 +2,9 @@
 
 A plan file is a msgpack map (the envelope):
     format       "cgc-plan"
-    version      2 (a loader refuses any other version, naming both; 2 added `generation`,
-                 the `scratch` region and the `sample` launch ending each program)
+    version      3 (a loader refuses any other version, naming both; 2 added `generation`,
+                 the `scratch` region and the `sample` launch ending each program; 3 stores the
+                 tokenizer as a tokenizer.json)
     body_sha256  hex sha256 of `body`
     body         bytes: msgpack of the plan body below
 Body (all plain maps, lists, strings, numbers and bytes):
@@ -39,9 +40,10 @@ Body (all plain maps, lists, strings, numbers and bytes):
                          outputs: {logits: operand}, launches: [launch]}}
                  prefill programs are "prefill_<S>", the decode program is "decode".
     passes       [[pass name, what it changed], ...]
-    tokenizer    None, or tokenizer data (runtime/tokenizer.py), with optional strings
-                 chat_template (the checkpoint's Jinja chat template, rendered by the server),
-                 bos_token and eos_token (the special-token texts the template refers to)
+    tokenizer    None, or {tokenizer_json: the checkpoint's tokenizer.json text, eos_token_ids: [int],
+                 optional chat_template (the checkpoint's Jinja chat template, rendered by the
+                 server), bos_token, eos_token (the special-token texts the template refers to):
+                 str or None} (runtime/tokenizer.py)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
@@ -57,10 +59,8 @@ import msgpack
 from runtime.errors import PlanError
 
 PLAN_FORMAT = "cgc-plan"
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 REGIONS = ("arena", "io", "kv", "scratch", "weights")
-_BODY_KEYS = ("compiler", "model", "targets", "limits", "regions", "weights", "generation", "kernels", "programs",
-              "passes")
 
 
 def encode_plan(body):
@@ -71,55 +71,44 @@ def encode_plan(body):
     return msgpack.packb(envelope, use_bin_type=True)
 
 
+def _unpack(data, path, what):
+    """msgpack with bounded sizes (no string over 256 MiB, no list or map over 16 M entries); the
+    C unpacker also bounds nesting depth (StackError)."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, max_str_len=MAX_STR_BYTES,
+                               max_bin_len=len(data), max_array_len=MAX_ENTRIES, max_map_len=MAX_ENTRIES,
+                               max_ext_len=0)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise PlanError(f"{path}: not a cgc plan, or truncated or corrupted ({what}: {type(exc).__name__})") from None
+
+
+MAX_STR_BYTES = 256 << 20
+MAX_ENTRIES = 1 << 24
+
+
 def decode_plan(data, path="<plan>"):
     """Check the envelope of `data` and return the validated body dict."""
-    try:
-        envelope = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as exc:
-        raise PlanError(f"{path}: not a cgc plan, or truncated or corrupted ({type(exc).__name__})") from None
+    envelope = _unpack(data, path, "envelope")
     if not isinstance(envelope, dict) or envelope.get("format") != PLAN_FORMAT:
         raise PlanError(f"{path}: not a cgc plan (no '{PLAN_FORMAT}' format marker)")
     version = envelope.get("version")
     if version != PLAN_VERSION:
-        raise PlanError(f"{path}: plan format version {version} is not supported by this runtime "
+        raise PlanError(f"{path}: plan format version {str(version)[:20]} is not supported by this runtime "
                         f"(supports version {PLAN_VERSION}); recompile the plan with this cgc")
     body_bytes = envelope.get("body")
     if not isinstance(body_bytes, bytes) or hashlib.sha256(body_bytes).hexdigest() != envelope.get("body_sha256"):
         raise PlanError(f"{path}: plan is corrupted (checksum mismatch); recompile it")
-    body = msgpack.unpackb(body_bytes, raw=False, strict_map_key=False)
-    validate(body, path)
+    body = _unpack(body_bytes, path, "body")
+    from runtime.plan_schema import check_body
+    check_body(body, path)
     return body
-
-
-def validate(body, path="<plan>"):
-    """Raise PlanError unless the body has every field and consistent references."""
-    missing = [key for key in _BODY_KEYS if key not in body]
-    if missing:
-        raise PlanError(f"{path}: plan body lacks {', '.join(missing)}")
-    regions = body["regions"]
-    for program_name, program in body["programs"].items():
-        operands = [*program["inputs"].values(), *program["outputs"].values()]
-        for index, launch in enumerate(program["launches"]):
-            for kernel in [launch["kernel"], *(t["kernel"] for t in launch.get("targets", {}).values())]:
-                if not 0 <= kernel < len(body["kernels"]):
-                    raise PlanError(f"{path}: program '{program_name}' launch {index} names unknown kernel {kernel}")
-            operands.extend(launch["args"])
-        for operand in operands:
-            if operand["region"] not in regions or operand["offset"] < 0:
-                raise PlanError(f"{path}: program '{program_name}' has an operand in unknown region {operand['region']!r}")
-            if _extent(operand) > regions[operand["region"]]:
-                raise PlanError(f"{path}: program '{program_name}' reads past the end of region '{operand['region']}'")
-
-
-def _extent(operand):
-    from runtime.dtypes import itemsize
-    last = sum((dim - 1) * stride for dim, stride in zip(operand["shape"], operand["strides"]) if dim > 0)
-    return operand["offset"] + (last + 1) * itemsize(operand["dtype"])
 
 
 def load_plan(path):
     """Read and validate a plan file; returns its body dict (with `path` recorded)."""
     try:
+        if not os.path.isfile(path):  # a FIFO or device would block or never end
+            raise PlanError(f"{path}: cannot read plan: {'no such file' if not os.path.exists(path) else 'not a regular file'}")
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:

@@ -1,10 +1,17 @@
-"""Read and write the safetensors format (header JSON + raw little-endian data), bfloat16 included.
+"""Read .safetensors files through the `safetensors` package; write them in a stream.
 
-Our own small reader because safetensors' NumPy binding cannot return bfloat16 tensors; the
-format is an 8-byte header length, a JSON header {name: {dtype, shape, data_offsets}}, then data.
+Reading: `safetensors.safe_open` parses and checks the header (JSON, dtypes, shapes, offsets
+inside the file, no overlaps) before we touch a byte. NumPy has no bfloat16, so the library
+cannot hand one out as an array: for BF16 tensors only, we take the offsets from the header the
+library has already accepted and memory-map the raw uint16 bits (runtime/dtypes.py decodes them).
+
+Writing: the library's writer needs every tensor in memory at once, which a 7B-parameter compile
+cannot afford, so `write_safetensors` streams tensors one at a time in the same layout; the
+compiler re-opens each written file through the library before committing it.
 """
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -18,53 +25,72 @@ _TAG_OF = {name: tag for tag, name in _TAGS.items()}
 
 
 class SafetensorsFormatError(ValueError):
-    """The file is not valid safetensors (message says why)."""
+    """The file is not valid safetensors, or holds a dtype cgc cannot read (message says why)."""
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 class SafetensorsFile:
-    """Lazily readable tensors of one .safetensors file (memory-mapped)."""
+    """The tensors of one .safetensors file, opened and checked by the `safetensors` package."""
 
     def __init__(self, path):
+        from safetensors import SafetensorError, safe_open
         self.path = path
-        with open(path, "rb") as handle:
-            raw_length = handle.read(8)
-            if len(raw_length) != 8:
-                raise SafetensorsFormatError(f"{path}: too short to be a safetensors file")
-            (length,) = struct.unpack("<Q", raw_length)
-            header_bytes = handle.read(length)
-        if len(header_bytes) != length:
-            raise SafetensorsFormatError(f"{path}: truncated header")
+        if not os.path.isfile(path):
+            raise SafetensorsFormatError(f"{path}: not a regular file")
         try:
-            header = json.loads(header_bytes)
-        except ValueError:
-            raise SafetensorsFormatError(f"{path}: header is not valid JSON") from None
-        header.pop("__metadata__", None)
-        self.data_start = 8 + length
-        self.entries = header
-        self._map = None
+            self._handle = safe_open(path, framework="np")
+            self._entries = {}
+            for name in self._handle.keys():
+                view = self._handle.get_slice(name)
+                self._entries[name] = (view.get_dtype(), tuple(int(d) for d in view.get_shape()))
+        except SafetensorError as exc:
+            raise SafetensorsFormatError(f"{path}: not a valid safetensors file: {_first_line(exc)}") from None
+        except OSError as exc:
+            raise SafetensorsFormatError(f"{path}: cannot read: {exc.strerror or _first_line(exc)}") from None
+        self._bf16_offsets = None
 
     def keys(self):
         """Tensor names in the file."""
-        return list(self.entries)
+        return list(self._entries)
 
     def dtype(self, name):
         """cgc dtype name of a tensor ("float32", "bfloat16", ...)."""
-        tag = self.entries[name]["dtype"]
+        tag = self._entries[name][0]
         if tag not in _TAGS:
-            raise SafetensorsFormatError(f"{self.path}: tensor '{name}' has unsupported dtype {tag}")
+            raise SafetensorsFormatError(f"{self.path}: tensor '{name}' has unsupported dtype {tag} "
+                                         f"(supported: {', '.join(sorted(_TAGS))})")
         return _TAGS[tag]
 
     def shape(self, name):
         """Shape of a tensor as a tuple."""
-        return tuple(self.entries[name]["shape"])
+        return self._entries[name][1]
 
     def array(self, name):
-        """The stored array (bfloat16 as uint16 bits), memory-mapped, read-only."""
-        if self._map is None:
-            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
-        start, end = self.entries[name]["data_offsets"]
-        raw = self._map[self.data_start + start:self.data_start + end]
-        return raw.view(_NUMPY[self.dtype(name)]).reshape(self.shape(name))
+        """The stored array (bfloat16 as uint16 bits), read-only."""
+        dtype = self.dtype(name)
+        if dtype != "bfloat16":
+            array = self._handle.get_tensor(name)
+            array.flags.writeable = False
+            return array
+        start, end = self._bf16_offset(name)
+        if start == end:
+            return np.zeros(self.shape(name), dtype=np.uint16)
+        return np.memmap(self.path, dtype=np.uint16, mode="r", offset=start,
+                         shape=self.shape(name))
+
+    def _bf16_offset(self, name):
+        """Absolute byte range of a tensor, from the header the library has already validated."""
+        if self._bf16_offsets is None:
+            with open(self.path, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            self._bf16_offsets = {key: (8 + length + entry["data_offsets"][0], 8 + length + entry["data_offsets"][1])
+                                  for key, entry in header.items() if key != "__metadata__"}
+        return self._bf16_offsets[name]
 
 
 def write_safetensors(path_or_handle, specs, arrays):
@@ -86,7 +112,7 @@ def write_safetensors(path_or_handle, specs, arrays):
         for (name, (dtype, shape)), array in zip(specs.items(), arrays):
             if tuple(array.shape) != tuple(shape):
                 raise ValueError(f"tensor '{name}' has shape {array.shape}, header says {tuple(shape)}")
-            handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            handle.write(memoryview(np.ascontiguousarray(array, dtype=_NUMPY[dtype])).cast("B"))
     finally:
         if isinstance(path_or_handle, str):
             handle.close()

@@ -2,6 +2,7 @@
 top-k, top-p, repetition penalty, applied in Hugging Face's order; a seed makes draws reproducible.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,11 +21,31 @@ class SamplingParams:
     seed: int | None = None
 
     def check(self):
-        """Raise InputError for out-of-range values."""
-        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
-            raise InputError(f"invalid sampling parameters {self} (temperature >= 0, top_k >= 0, "
-                             f"0 < top_p <= 1, repetition_penalty > 0)")
+        """Raise InputError naming the first out-of-range value (NaN included)."""
+        _number("temperature", self.temperature, lambda v: v >= 0, ">= 0")
+        _integer("top_k", self.top_k, 0, INT32_MAX)
+        _number("top_p", self.top_p, lambda v: 0 < v <= 1, "in (0, 1]")
+        _number("repetition_penalty", self.repetition_penalty, lambda v: v > 0, "> 0")
+        if self.seed is not None:
+            _integer("seed", self.seed, 0, INT32_MAX)
         return self
+
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def _number(name, value, ok, expected):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"sampling {name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or not ok(value):
+        raise InputError(f"sampling {name} must be finite and {expected}, got {value}")
+
+
+def _integer(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"sampling {name} must be an integer, got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise InputError(f"sampling {name} must be in {low}..{high}, got {value}")
 
 
 def neutral_params(batch):

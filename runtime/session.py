@@ -2,7 +2,10 @@
 
 import sys
 
+from runtime.errors import DeviceError, InputError
 from runtime.plan import load_plan
+
+DEVICES = ("auto", "gpu", "cpu")
 
 
 def gpu_available():
@@ -19,6 +22,8 @@ def open_plan(path, device="auto", quiet=False):
 
     device: "auto" (GPU if present and the plan has kernels, else CPU), "gpu" or "cpu".
     """
+    if device not in DEVICES:
+        raise InputError(f"unknown device {str(device)[:40]!r} (expected one of: {', '.join(DEVICES)})")
     plan = load_plan(path)
     use_gpu = device == "gpu" or (device == "auto" and plan["targets"] and gpu_available())
     if use_gpu:
@@ -32,4 +37,9 @@ def open_plan(path, device="auto", quiet=False):
                   "the plan has no GPU kernels (compile with --sm)" if not plan["targets"] else "no GPU found")
         print(f"cgc: {reason}: running on the CPU with the NumPy executor (slow)", file=sys.stderr)
     from runtime.numpy_executor import NumpyExecutor
-    return NumpyExecutor(plan)
+    try:
+        return NumpyExecutor(plan)
+    except MemoryError:
+        need = sum(plan["regions"].values())
+        raise DeviceError(f"{path}: out of host memory: the plan needs {need / 1e9:.2f} GB for the NumPy "
+                          f"executor") from None

@@ -1,145 +1,110 @@
-"""Byte-level BPE tokenizer (GPT-2, Llama 3, Qwen) over the data a plan stores; NumPy-free, no deps.
+"""Text <-> token ids through Hugging Face `tokenizers`, from the tokenizer.json a plan stores.
 
-Python's `re` lacks \\p{..} classes, so patterns are translated: \\p{L} -> letters
-([^\\W\\d_]), \\p{N} -> digits. That matches the reference tokenizers on letters and ASCII
-digits; other Unicode numerals may split differently.
+The plan's `tokenizer` field is {tokenizer_json: str, eos_token_ids: [int], and optionally
+chat_template, bos_token, eos_token: str or None}. The tokenizer.json carries the checkpoint's
+normalizer, pre-tokenizer, model, post-processor (a Llama 3 BOS) and decoder, so encoding and
+decoding are exactly the checkpoint's own.
 """
 
-import re
+from runtime.errors import InputError, PlanError
 
-from runtime.errors import InputError
-
-
-def _bytes_to_unicode():
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return {byte: chr(code) for byte, code in zip(printable, codes)}
-
-
-BYTE_TO_CHAR = _bytes_to_unicode()
-CHAR_TO_BYTE = {char: byte for byte, char in BYTE_TO_CHAR.items()}
-
-
-def _negated_class(match):
-    body = match.group(1)
-    if "\\p{" not in body:
-        return match.group(0)
-    excludes_letters, excludes_numbers = "\\p{L}" in body, "\\p{N}" in body
-    rest = body.replace("\\p{L}", "").replace("\\p{N}", "")
-    options = [f"[^{rest}\\w]", "_"]  # \w is letters, digits and underscore
-    if not excludes_numbers:
-        options.append("\\d")
-    if not excludes_letters:
-        options.append("[^\\W\\d_]")
-    return "(?:" + "|".join(options) + ")"
-
-
-def translate_pattern(pattern):
-    """A `re`-compatible version of a tokenizer regex written with \\p{L} / \\p{N} classes."""
-    out = re.sub(r"\[\^((?:\\.|[^\]\\])*)\]", _negated_class, pattern)
-    return out.replace("\\p{L}", "[^\\W\\d_]").replace("\\p{N}", "\\d")
+MAX_ID = 2 ** 31 - 1
 
 
 class Tokenizer:
-    """Encode text to ids and decode ids to text with a plan's byte-level BPE data."""
+    """Encode text to ids and decode ids to text with a plan's tokenizer data."""
 
     def __init__(self, data):
-        self.vocab = data["vocab"]
-        self.id_to_token = {index: token for token, index in self.vocab.items()}
-        self.added = data.get("added_tokens", {})
-        self.id_to_token.update({index: token for token, index in self.added.items()})
-        self.ranks = {tuple(pair): rank for rank, pair in enumerate(data["merges"])}
-        self.ignore_merges = data.get("ignore_merges", False)
-        self.add_prefix_space = data.get("add_prefix_space", False)
-        self.eos_token_ids = list(data.get("eos_token_ids", []))
-        self.pattern = re.compile(translate_pattern(data["pattern"])) if data.get("pattern") else None
-        self.special = (re.compile("(" + "|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)) + ")")
-                        if self.added else None)
-        self._cache = {}
-
-    def encode(self, text):
-        """Token ids of `text` (added/special tokens written literally are kept whole)."""
-        if self.add_prefix_space and text and not text.startswith(" "):
-            text = " " + text
-        ids = []
-        pieces = self.special.split(text) if self.special else [text]
-        for piece in pieces:
-            if not piece:
-                continue
-            if piece in self.added:
-                ids.append(self.added[piece])
-                continue
-            words = self.pattern.findall(piece) if self.pattern else [piece]
-            for word in words:
-                ids.extend(self._bpe("".join(BYTE_TO_CHAR[b] for b in word.encode("utf-8"))))
-        return ids
-
-    def _bpe(self, word):
-        if word in self._cache:
-            return self._cache[word]
-        if self.ignore_merges and word in self.vocab:
-            return [self.vocab[word]]
-        parts = list(word)
-        while len(parts) > 1:
-            ranked = [(self.ranks.get((a, b), None), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
-            ranked = [(rank, i) for rank, i in ranked if rank is not None]
-            if not ranked:
-                break
-            _, i = min(ranked)
-            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        from tokenizers import Tokenizer as HFTokenizer
+        if not isinstance(data, dict) or not isinstance(data.get("tokenizer_json"), str):
+            raise PlanError("the plan's tokenizer has no tokenizer.json text")
         try:
-            ids = [self.vocab[part] for part in parts]
-        except KeyError as exc:
-            raise InputError(f"text piece {exc.args[0]!r} is not in the tokenizer's vocabulary") from None
-        self._cache[word] = ids
+            self._tokenizer = HFTokenizer.from_str(data["tokenizer_json"])
+        except Exception as exc:  # the library raises plain Exception for malformed JSON
+            raise PlanError(f"the plan's tokenizer.json is not readable: {str(exc).splitlines()[0][:200]}") from None
+        self.eos_token_ids = [int(i) for i in data.get("eos_token_ids") or ()]
+        self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        self.bos_token_id = self._prepended_id()
+        self._max_token_bytes = None
+
+    def _prepended_id(self):
+        """The id the post-processor puts before every text (a Llama 3 BOS), or None."""
+        plain = self._tokenizer.encode("a", add_special_tokens=False).ids
+        full = self._tokenizer.encode("a", add_special_tokens=True).ids
+        return full[0] if len(full) == len(plain) + 1 and full[1:] == plain else None
+
+    def encode(self, text, add_special_tokens=True, max_tokens=None):
+        """Token ids of `text`, with the post-processor's special tokens (BOS) unless told not to;
+        special tokens written literally in the text are kept whole. With `max_tokens`, a text
+        too long for it is refused, before tokenizing when its size alone proves it."""
+        if not isinstance(text, str):
+            raise InputError(f"text to encode must be a str, got {type(text).__name__}")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InputError(f"text is not valid UTF-8 (lone surrogate at character {exc.start})") from None
+        # Each token covers at most max_token_bytes of normalized text; 4x leaves room for
+        # normalizers that shrink text (NFC composes accents).
+        if max_tokens is not None and size > 4 * self.max_token_bytes() * (max_tokens + 1):
+            raise InputError(f"the prompt has {size} bytes, far more than {max_tokens} tokens can hold")
+        ids = self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        if max_tokens is not None and len(ids) > max_tokens:
+            raise InputError(f"the prompt has {len(ids)} tokens, more than the {max_tokens} allowed")
         return ids
 
-    def decode_bytes(self, ids):
-        """The raw bytes of `ids` (may end inside a UTF-8 character)."""
-        out = bytearray()
-        for index in ids:
-            token = self.id_to_token.get(int(index))
-            if token is None:
-                continue
-            if token in self.added:
-                out += token.encode("utf-8")
-            else:
-                out += bytes(CHAR_TO_BYTE.get(char, 0x3F) for char in token)
-        return bytes(out)
+    def max_token_bytes(self):
+        """UTF-8 bytes of the longest token text (an upper bound of the input one token covers)."""
+        if self._max_token_bytes is None:
+            self._max_token_bytes = max((len(token.encode("utf-8", "replace"))
+                                         for token in self._tokenizer.get_vocab(with_added_tokens=True)), default=1)
+        return self._max_token_bytes
 
     def decode(self, ids):
-        """Text of `ids` (invalid UTF-8 replaced)."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        """Text of `ids` (special tokens kept; bytes that do not form UTF-8 become U+FFFD)."""
+        return self._tokenizer.decode(check_ids(ids), skip_special_tokens=False)
+
+
+def check_ids(ids):
+    """`ids` as a list of ints in 0..2**31-1; InputError for anything else (floats, bools, ...)."""
+    out = []
+    for token in ids:
+        if isinstance(token, bool) or not hasattr(token, "__index__"):
+            raise InputError(f"token ids must be integers, got {token!r}")
+        token = int(token)
+        if not 0 <= token <= MAX_ID:
+            raise InputError(f"token id {token} is outside 0..{MAX_ID}")
+        out.append(token)
+    return out
 
 
 class StreamDecoder:
-    """Turns a growing list of ids into text chunks, holding back incomplete UTF-8 characters."""
+    """Turns ids arriving one at a time into text chunks; a chunk never ends inside a character.
+
+    Each push decodes the ids since the last emitted chunk together with the ids before it (the
+    prefix), so decoders that look at neighbours (spaces, byte fallback) see enough context;
+    text ending in U+FFFD is held back until the next id completes the character.
+    """
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self.pending = b""
+        self.ids = []
+        self.prefix = 0  # ids[prefix:read] were decoded already, as context
+        self.read = 0
 
     def push(self, token_id):
         """Text ready to print after `token_id` ('' while a character is incomplete)."""
-        self.pending += self.tokenizer.decode_bytes([token_id])
-        try:
-            text = self.pending.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.reason == "unexpected end of data" and len(self.pending) - exc.start < 4:
-                text = self.pending[:exc.start].decode("utf-8", errors="replace")
-                self.pending = self.pending[exc.start:]
-                return text
-            text = self.pending.decode("utf-8", errors="replace")
-        self.pending = b""
-        return text
+        self.ids.append(token_id)
+        done = self.tokenizer.decode(self.ids[self.prefix:self.read])
+        text = self.tokenizer.decode(self.ids[self.prefix:])
+        if len(text) > len(done) and not text.endswith("\ufffd"):
+            self.ids = self.ids[self.read:]
+            self.prefix, self.read = 0, len(self.ids)
+            return text[len(done):]
+        return ""
 
     def flush(self):
-        """Whatever is still held back."""
-        text, self.pending = self.pending.decode("utf-8", errors="replace"), b""
-        return text
+        """Whatever is still held back (a broken character as U+FFFD)."""
+        done = self.tokenizer.decode(self.ids[self.prefix:self.read])
+        text = self.tokenizer.decode(self.ids[self.prefix:])
+        self.ids, self.prefix, self.read = [], 0, 0
+        return text[len(done):]

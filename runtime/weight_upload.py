@@ -69,6 +69,8 @@ def stream_weights(body, copy, block_bytes=BLOCK_BYTES, buffers=None):
     path = external_weights_path(body)
     buffers = buffers or [np.empty(block_bytes, dtype=np.uint8) for _ in range(2)]
     digest = hashlib.sha256()
+    if not os.path.isfile(path) or os.path.islink(path):  # never block on a FIFO or follow a link
+        raise PlanError(f"{path}: the plan's weights file is missing or not a regular file")
     try:
         with open(path, "rb", buffering=0) as handle, ThreadPoolExecutor(max_workers=1) as hasher:
             header, sizes = file_layout(path, handle, weights["table"])

@@ -105,10 +105,10 @@ def test_misshaped_checkpoint_tensor(tmp_path):
 
 def test_plan_of_another_version(tmp_path, nano_plan):
     envelope = msgpack.unpackb(open(nano_plan, "rb").read(), raw=False)
-    envelope["version"] = 1  # plans from before on-device sampling
-    path = tmp_path / "v1.plan"
+    envelope["version"] = 2  # plans whose tokenizer was a hand-written BPE's data
+    path = tmp_path / "v2.plan"
     path.write_bytes(msgpack.packb(envelope, use_bin_type=True))
-    _assert_clean_error(_cgc("inspect", str(path)), "format version 1 is not supported", "supports version 2")
+    _assert_clean_error(_cgc("inspect", str(path)), "format version 2 is not supported", "supports version 3")
 
 
 def test_truncated_plan(tmp_path, nano_plan):
@@ -164,3 +164,92 @@ def test_prompt_text_round_trip(tmp_path):
                  "--temperature", "0.8", "--seed", "3")
     assert ran.stdout == again.stdout and ran.stdout.strip()
     assert "generated 6 tokens" in ran.stderr and "decode" in ran.stderr
+
+
+def test_llama3_prompt_starts_with_bos(tmp_path):
+    from runtime.plan import load_plan
+    from runtime.tokenizer import Tokenizer
+    from tests import tokenizer_files
+    tokenizer_dir = tokenizer_files.checkpoint_files("llama3", tmp_path / "tok")
+    plan = str(tmp_path / "llama3.plan")
+    compiled = _cgc("compile", "llama", "--preset", "tiny", "--sm", "none", "--tokenizer", tokenizer_dir,
+                    "--set", "vocab_size=128256", "--set", "hidden_size=64", "--set", "num_attention_heads=2",
+                    "--set", "num_key_value_heads=1", "--set", "intermediate_size=64", "--max-seq", "32",
+                    "--prefill-buckets", "8", "-o", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    tokenizer = Tokenizer(load_plan(plan)["tokenizer"])
+    assert tokenizer.encode("Hello")[:1] == [128000] and len(tokenizer.encode("Hello")) == 2
+    ran = _cgc("run", plan, "--prompt", "Hello", "--max-new-tokens", "2", "--ignore-eos", "--stats")
+    assert ran.returncode == 0, ran.stderr
+    assert "prompt 2 tokens" in ran.stderr  # <|begin_of_text|> + "Hello"
+    _assert_clean_error(_cgc("run", plan, "--prompt", "a" * 120_000), "bytes, far more than")
+
+
+def test_default_max_seq_fits_learned_positions(tmp_path):
+    from runtime.plan import load_plan
+    plan = str(tmp_path / "p96.plan")
+    compiled = _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "n_positions=96",
+                    "--set", "vocab_size=300", "-o", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    assert load_plan(plan)["limits"]["max_seq"] == 96 and "the model's 96 positions" in compiled.stderr
+    small = str(tmp_path / "p40.plan")
+    assert _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "n_positions=40",
+                "--set", "vocab_size=300", "-o", small).returncode == 0
+    assert load_plan(small)["limits"] == {"max_batch": 1, "max_seq": 40, "prefill_buckets": [40]}
+    _assert_clean_error(_cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "n_positions=96",
+                             "--max-seq", "128", "-o", plan), "--max-seq 128 exceeds the model's 96 learned positions")
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--max-batch", "0"], "--max-batch must be an integer in 1..1024, got 0"),
+    (["--max-batch", "100000"], "--max-batch must be an integer in 1..1024"),
+    (["--max-seq", "-3"], "--max-seq must be an integer in 1..1048576, got -3"),
+    (["--prefill-buckets", "0"], "prefill bucket 0 must be"),
+    (["--prefill-buckets", "x"], "--prefill-buckets expects comma-separated integers"),
+    (["--max-batch", "1024", "--max-seq", "1048576", "--set", "n_positions=1048576", "--set", "n_embd=480"],
+     "GiB of device memory"),
+    (["--set", "n_layer=9**9**9"], "repeat count must be an integer in 0..4096, got 9**9**9"),
+    (["--set", "n_layer=[1, 2]"], "repeat count must be an integer"),
+    (["--set", "x.y=3"], "a config key is a plain name"),
+    (["--set", "vocab_size=0"], "must be a positive integer"),
+    (["--set", "layer_norm_epsilon=-1"], "attribute 'eps' must be a positive number"),
+], ids=["batch-0", "batch-huge", "seq-negative", "bucket-0", "bucket-text", "memory", "set-pow", "set-list",
+        "set-key", "vocab-0", "eps-negative"])
+def test_bad_compile_flags(tmp_path, flags, fragment):
+    result = _cgc("compile", "gpt2", "--preset", "nano", "--sm", "none", *flags, "-o", str(tmp_path / "x.plan"))
+    _assert_clean_error(result, fragment)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--tokens", "1,2", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
+    (["--tokens", "1,2", "--temperature", "nan"], "temperature must be finite"),
+    (["--tokens", "1,2", "--top-p", "-1"], "top_p must be finite and in (0, 1]"),
+    (["--tokens", "1,2", "--repetition-penalty", "inf"], "repetition_penalty must be finite"),
+    (["--tokens", "1,2", "--top-k", "-5"], "top_k must be in 0..2147483647"),
+    (["--tokens", "1,99999999999"], "token id 99999999999 is outside"),
+    (["--tokens", "1,-2"], "token id -2 is outside"),
+    (["--tokens", "1,2.5"], "--tokens expects comma-separated integers"),
+    (["--tokens", "1,2", "--seed", "-1"], "seed must be in 0..2147483647"),
+], ids=["new-0", "nan", "top-p", "penalty-inf", "top-k", "id-huge", "id-negative", "id-float", "seed"])
+def test_bad_run_flags(nano_plan, flags, fragment):
+    _assert_clean_error(_cgc("run", nano_plan, *flags), fragment)
+
+
+def test_invalid_utf8_and_unknown_device(nano_plan):
+    result = subprocess.run([sys.executable.encode(), b"-m", b"compiler.cli", b"run", nano_plan.encode(), b"--prompt",
+                             b"caf\xe9"], capture_output=True, cwd=ROOT)
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    assert b"--prompt: not valid UTF-8" in result.stderr
+    bad_set = subprocess.run([sys.executable.encode(), b"-m", b"compiler.cli", b"compile", b"gpt2", b"--sm", b"none",
+                              b"--set", b"n_layer=\xff"], capture_output=True, cwd=ROOT)
+    assert bad_set.returncode == 2 and b"--set: not valid UTF-8" in bad_set.stderr
+    unknown = _cgc("run", nano_plan, "--tokens", "1", "--device", "tpu")
+    assert unknown.returncode == 2 and "invalid choice: 'tpu'" in unknown.stderr
+
+
+def test_inspect_refuses_non_regular_files(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    _assert_clean_error(_cgc("inspect", str(tmp_path / "fifo")), "not a regular file")
+    _assert_clean_error(_cgc("inspect", str(tmp_path)), "not a regular file")
+    _assert_clean_error(_cgc("inspect", str(tmp_path / "missing.plan")), "no such file")

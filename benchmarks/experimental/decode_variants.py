@@ -18,6 +18,7 @@ rejected are listed, with their numbers, in docs/tuning.md.
 """
 
 import argparse
+import glob
 import ctypes
 import dataclasses
 import json
@@ -87,7 +88,7 @@ def compiled_variants(keys, names, sm, new_tokens, workdir, batch=1):
             path = os.path.join(workdir, f"{key}-{name}.plan")
             compile_model(key, batch, new_tokens, sm, checkpoint, path, variant(name))
             yield key, name, path
-            for leftover in (path, os.path.splitext(path)[0] + ".weights.safetensors"):
+            for leftover in (path, *glob.glob(glob.escape(os.path.splitext(path)[0]) + ".*.weights.safetensors")):
                 if os.path.exists(leftover):
                     os.remove(leftover)
 

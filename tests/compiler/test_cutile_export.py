@@ -68,6 +68,20 @@ TINY.append(("attention_decode_rope", "attention",
              [("bfloat16", (3, 128)), ("bfloat16", (3, 64)), ("bfloat16", (3, 64)), ("bfloat16", (3, 1, 64, 64)),
               ("bfloat16", (3, 1, 64, 64)), (I32, (3,)), (I32, (3,)), ("float32", (64, 32)), ("float32", (64, 32)),
               ("bfloat16", (64,)), ("bfloat16", (64,)), ("bfloat16", (3, 128))]))
+# float32 multiplies in float32 (no TF32 cast); "mma": "tf32" is the --dtype tf32 opt-in
+TINY += [
+    ("matmul_silu_tf32", "matmul", {"dtype": "float32", "out_dtype": "float32", "epilogue": ("silu_mul",), "mma": "tf32"},
+     [("float32", (37, 48)), ("float32", (48, 136)), ("float32", (48, 136)), ("float32", (37, 136))]),
+    ("attention_prefill_fp32", "attention",
+     {"dtype": "float32", "heads": 3, "kv_heads": 1, "head_dim": 16, "seq": 5, "scale": 0.25, "phase": "prefill"},
+     [("float32", (10, 48)), ("float32", (10, 16)), ("float32", (10, 16)), ("float32", (2, 1, 64, 16)),
+      ("float32", (2, 1, 64, 16)), (I32, (2,)), (I32, (2,)), ("float32", (10, 48))]),
+    ("attention_prefill_tf32", "attention",
+     {"dtype": "float32", "heads": 3, "kv_heads": 1, "head_dim": 16, "seq": 5, "scale": 0.25, "phase": "prefill",
+      "mma": "tf32"},
+     [("float32", (10, 48)), ("float32", (10, 16)), ("float32", (10, 16)), ("float32", (2, 1, 64, 16)),
+      ("float32", (2, 1, 64, 16)), (I32, (2,)), (I32, (2,)), ("float32", (10, 48))]),
+]
 TEMPLATES = {"embed", "layernorm", "rmsnorm", "add_norm", "matmul", "gelu", "silu_mul", "add", "rope",
              "attention"}
 
@@ -113,6 +127,15 @@ def _check_kernel(kernel, signature):
 def test_every_template_exports_for_sm90(sm90, name):
     kernel, signature, _ = sm90[0][name]
     _check_kernel(kernel, signature)
+
+
+@pytest.mark.parametrize("name", ["matmul_silu_fp32", "matmul_silu_tf32", "attention_prefill_fp32",
+                                  "attention_prefill_tf32"])
+def test_float32_multiplies_in_float32_unless_tf32_asked(name):
+    case = next(c for c in TINY if c[0] == name)
+    source = render(case[1], _specialized(case, 90)[1])
+    assert ("tfloat32" in source) == name.endswith("tf32")
+    assert "ct.mma(" in source
 
 
 def test_alignment_facts_keep_the_calling_convention(tmp_path):

@@ -85,3 +85,85 @@ def test_expression_language_refuses_calls():
     assert evaluate("'x' if t else 'y'", {"t": False}) == "y"
     with pytest.raises(ExprError, match="unsupported"):
         evaluate("__import__('os')", {})
+
+
+@pytest.mark.parametrize("expression, fragment", [
+    ("9**9**9", "exponent"), ("2**64", "out of range"), ("'a' * 10**9", "arithmetic on str"),
+    ("d.__class__", "unsupported expression"), ("len(d)", "unsupported expression"), ("1/0", "division by zero"),
+    ("(" * 300 + "1" + ")" * 300, "characters"), ("+".join(["d"] * 150), "terms"), ("10 ** 18 * 10", "out of range"),
+])
+def test_bounded_expressions(expression, fragment):
+    with pytest.raises(ExprError, match=fragment):
+        evaluate(expression, {"d": 48})
+
+
+def test_expressions_still_compute():
+    assert evaluate("n // h if n else 4 * h", {"n": 48, "h": 3}) == 16
+    assert evaluate("'a.weight' if t else 'b.weight'", {"t": False}) == "b.weight"
+
+
+@pytest.mark.parametrize("old, new, fragment", [
+    ("config: {d: 48, vocab: 300}", "config: [48, 300]", "'config' must be a mapping, got list"),
+    ("config: {d: 48, vocab: 300}", "config: {d: 48, vocab: 300, d: 3}", "duplicate key 'd'"),
+    ("config: {d: 48, vocab: 300}", "config: {d: [48], vocab: 300}", "attribute 'dim': must be a positive integer"),
+    ("config: {d: 48, vocab: 300}", "config: {d: 48, vocab: 0}", "attribute 'vocab': must be a positive integer up to"),
+    ("config: {d: 48, vocab: 300}", "config: {d: '48', vocab: 300}", "must be a positive integer, got str"),
+    ("config: {d: 48, vocab: 300}", "config: {d: 48.5, vocab: 300}", "must be a positive integer, got float"),
+    ("config: {d: 48, vocab: 300}", "config: {d: 99999999999, vocab: 300}", "up to 16777216"),
+    ("eps: 1.0e-5", "eps: -1.0e-5", "attribute 'eps' must be a positive number"),
+    ("eps: 1.0e-5", "eps: [1]", "attribute 'eps' must be a positive number"),
+    ("op: rmsnorm", "op: [rmsnorm]", "unknown op"),
+    ("x: h,", "x: [h],", "field 'x' must be a name"),
+    ("weight: head.weight", "weight: '{d.__class__}'", "is not a plain symbol name"),
+    ("weight: head.weight", "weight: '{d:>999999999}'", "is not a plain symbol name"),
+    ("out: logits}", "out: [1]}", "field 'out' must"),
+    ("outputs: {logits: logits}", "outputs: {logits: [logits]}", "names undefined tensor"),
+    ("outputs: {logits: logits}", "outputs: [logits]", "'outputs' must be a mapping"),
+], ids=["config-list", "duplicate-key", "list-dim", "vocab-0", "str-dim", "float-dim", "huge-dim", "negative-eps",
+        "list-eps", "list-op", "list-input", "format-attr", "format-pad", "int-out", "list-output", "outputs-list"])
+def test_wrong_types_anywhere(tmp_path, old, new, fragment):
+    assert old in GOOD
+    _, message = _error(tmp_path, GOOD.replace(old, new, 1))
+    assert fragment in message, message
+
+
+def test_repeat_block_checked(tmp_path):
+    body = "  - repeat: {n}\n    body:\n      - {{op: rmsnorm, x: x, weight: 'r.{{layer}}', eps: 1.0e-5, out: x}}\n"
+    for count, fragment in (("9**9**9", "exponent"), ("100000", "integer in 0..4096"), ("-1", "integer in 0..4096")):
+        text = GOOD.replace("  - {op: rmsnorm", body.format(n=count) + "  - {op: rmsnorm")
+        assert fragment in _error(tmp_path, text)[1]
+    text = GOOD.replace("  - {op: rmsnorm", body.format(n=2).replace("    body:", "    bodyy: 1\n    body:") + "  - {op: rmsnorm")
+    assert "repeat block has unknown field 'bodyy'" in _error(tmp_path, text)[1]
+
+
+def test_yaml_alias_bomb_and_recursion_fail_fast(tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+    _, message = _error(tmp_path, bomb + GOOD)
+    assert "expands to more than" in message
+    _, message = _error(tmp_path, "r: &r [*r]\n" + GOOD)
+    assert "malformed YAML" in message
+
+
+def test_non_utf8_and_non_regular_graph_files(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(GOOD.encode().replace(b"toy", b"t\xffy"))
+    with pytest.raises(GraphError, match=r"bad.yaml:1: graph file is not UTF-8"):
+        load_graph(str(path))
+    with pytest.raises(GraphError, match="not a regular file"):
+        load_graph(str(tmp_path))
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("[1, 2]", "config.json must be a JSON object, got list"),
+    ('{"n_layer": [2, 3]}', "'n_layer' is list"),
+    ('{"n_layer": 1e999}', "'n_layer'"),
+    ('{"n_embd": 48,', "malformed JSON"),
+    (b'{"n_embd": "\xff"}', "not UTF-8"),
+    ('{"n_embd": 0}', "must be a positive integer"),
+], ids=["list", "list-value", "inf", "truncated", "utf8", "zero-width"])
+def test_garbled_checkpoint_config(tmp_path, content, fragment):
+    (tmp_path / "config.json").write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(GraphError) as info:
+        infer_shapes.run(load_graph("gpt2", checkpoint=str(tmp_path)))
+    assert fragment in str(info.value) and "\n" not in str(info.value)

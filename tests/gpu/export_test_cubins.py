@@ -26,7 +26,8 @@ from runtime.plan_layout import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, s
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
 
-# rel. error bounds (max |gpu - ref| / max |ref|); fp32 matmul and prefill attention run in TF32,
+# rel. error bounds (max |gpu - ref| / max |ref|); fp32 matmul and prefill attention ran in TF32
+# before issue 20 (float32 now unless `mma: tf32`),
 # GELU/SiLU may use approximate tanh/exp
 EXACT, TRANSCENDENTAL, TENSOR_CORE, HALF = 1e-4, 1e-3, 5e-3, 2e-2
 

@@ -13,8 +13,10 @@ from compiler.compile import CompileOptions, compile_plan
 
 CACHE_DIR = os.environ.get("CGC_CACHE_DIR", os.path.join("artifacts", "cache"))
 
-# HF parity plans (small random HF models, tests/hf_reference.py), fp32 with TF32 matmuls
+# HF parity plans (small random HF models, tests/hf_reference.py), float32 (exact float32 matmuls);
+# llama also as --dtype tf32 and with 3 sequences (test_plan_gpu.py)
 PARITY_FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
+EXTRA_PARITY = [("llama", 3, "float32"), ("llama", 2, "tf32")]
 
 # Kernel sweep: (name, graph, preset, overrides, dtype, prefill bucket[, plan limits]); plans are
 # for 2 sequences of 64 positions unless the limits say otherwise. Plans long enough to split
@@ -33,11 +35,11 @@ KERNEL_CASES = [
 ]
 
 
-def parity_options(checkpoint, sm, max_batch=2):
+def parity_options(checkpoint, sm, max_batch=2, dtype="float32"):
     """Options of a parity plan compiled from an HF checkpoint directory (max_batch 1: the one-row
     decode path, with [out, in] weights; see compiler/passes/store_out_in.py)."""
     return CompileOptions(checkpoint=checkpoint, max_batch=max_batch, max_seq=48, prefill_buckets=(8, 16),
-                          sms=(sm,), cache_dir=CACHE_DIR)
+                          sms=(sm,), cache_dir=CACHE_DIR, dtype=dtype)
 
 
 def kernel_case_options(case, sm):
@@ -58,6 +60,10 @@ def warm_cache(sm):
             for max_batch in (1, 2):
                 compile_plan(family, os.path.join(workdir, f"{family}-{max_batch}.plan"),
                              parity_options(checkpoint, sm, max_batch))
+        for family, max_batch, dtype in EXTRA_PARITY:
+            checkpoint = os.path.join(workdir, family)
+            compile_plan(family, os.path.join(workdir, f"{family}-{max_batch}-{dtype}.plan"),
+                         parity_options(checkpoint, sm, max_batch, dtype))
         for case in KERNEL_CASES:
             compile_plan(case[1], os.path.join(workdir, f"{case[0]}.plan"), kernel_case_options(case, sm))
 

@@ -22,14 +22,14 @@ def _compile(tmp_path, name, **kwargs):
 def test_external_weights_match_embedded(tmp_path):
     embedded = NumpyExecutor(load_plan(_compile(tmp_path, "a")))
     external_path = _compile(tmp_path, "b", weights_storage="external")
-    assert (tmp_path / "b.weights.safetensors").exists()
     external = NumpyExecutor(load_plan(external_path))
+    assert (tmp_path / external.plan["weights"]["file"]).exists()
     np.testing.assert_array_equal(prefill(embedded, PROMPT), prefill(external, PROMPT))
 
 
 def test_external_weights_checked(tmp_path):
     path = _compile(tmp_path, "b", weights_storage="external")
-    weights = tmp_path / "b.weights.safetensors"
+    weights = tmp_path / load_plan(path)["weights"]["file"]
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0x01
     weights.write_bytes(bytes(data))
@@ -44,3 +44,14 @@ def test_reduced_precision_close_to_fp32(tmp_path, dtype, bound):
     error = np.abs(reduced - reference).max() / np.abs(reference).max()
     assert error < bound
     assert not np.array_equal(reduced, reference)  # the dtype really changed the arithmetic
+
+
+def test_tf32_is_an_opt_in_marked_on_matmul_and_attention(tmp_path):
+    exact = load_plan(_compile(tmp_path, "f", dtype="float32"))
+    tf32 = load_plan(_compile(tmp_path, "t", dtype="tf32"))
+    assert tf32["model"]["dtype"] == "float32"  # stored as float32; only the MMA precision differs
+    assert not any("mma" in kernel["constants"] for kernel in exact["kernels"])
+    marked = {kernel["template"] for kernel in tf32["kernels"] if kernel["constants"].get("mma") == "tf32"}
+    assert marked == {"matmul", "attention"}
+    # the NumPy executor is the float32 reference of both
+    np.testing.assert_array_equal(prefill(NumpyExecutor(exact), PROMPT), prefill(NumpyExecutor(tf32), PROMPT))

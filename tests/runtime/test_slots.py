@@ -93,7 +93,7 @@ def test_admit_checks_each_sequence(executor):
     slots = Slots(executor)
     with pytest.raises(InputError, match="has 30 tokens \\+ 8 new tokens, more than the plan's max sequence 32"):
         slots.admit([Sequence([1] * 30, NEW_TOKENS)])
-    with pytest.raises(InputError, match="invalid sampling parameters"):
+    with pytest.raises(InputError, match="top_p must be finite and in"):
         slots.admit([Sequence([1, 2], NEW_TOKENS, SamplingParams(top_p=0.0))])
     with pytest.raises(InputError, match="5 sequences given, 4 free slots"):
         slots.admit([Sequence([1, 2], NEW_TOKENS)] * 5)

@@ -1,0 +1,64 @@
+"""Checkpoint tensors are checked before use: shards, names, shapes, dtypes and values."""
+
+import numpy as np
+import pytest
+
+from compiler.errors import CheckpointError
+from compiler.weights import CheckpointWeights
+from runtime.safetensors_file import write_safetensors
+
+
+def _shard(path, tensors):
+    specs = {name: (str(array.dtype), array.shape) for name, array in tensors.items()}
+    write_safetensors(str(path), specs, iter(tensors.values()))
+
+
+def _checkpoint(tmp_path, *shards):
+    for index, tensors in enumerate(shards):
+        _shard(tmp_path / f"model-{index}.safetensors", tensors)
+    return CheckpointWeights(str(tmp_path))
+
+
+def test_tensor_in_two_shards(tmp_path):
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(CheckpointError, match="tensor 'w' is also in .*model-0.safetensors"):
+        _checkpoint(tmp_path, {"w": a}, {"w": a})
+
+
+def test_nan_or_inf_weights(tmp_path):
+    values = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    values[1, 2] = np.inf
+    values[0, 0] = np.nan
+    source = _checkpoint(tmp_path, {"w": values})
+    with pytest.raises(CheckpointError, match="tensor 'w' has 2 NaN or Inf values"):
+        source.get("w", (3, 4))
+
+
+def test_float64_overflowing_float32_is_refused(tmp_path):
+    source = _checkpoint(tmp_path, {"w": np.array([1.0, 1e300])})
+    with pytest.raises(CheckpointError, match="NaN or Inf"):
+        source.get("w", (2,))
+
+
+def test_integer_weights_refused(tmp_path):
+    source = _checkpoint(tmp_path, {"w": np.arange(4, dtype=np.int32)})
+    with pytest.raises(CheckpointError, match="tensor 'w' has dtype int32, expected a float type"):
+        source.get("w", (4,))
+
+
+def test_missing_extra_and_misshaped_names(tmp_path):
+    ones = np.ones((2, 3), np.float32)
+    source = _checkpoint(tmp_path, {"a": ones, "b": ones, "h.0.attn.bias": ones})
+    source.check_names({"a": (2, 3), "b": (2, 3)})  # the attention-mask buffer is allowed
+    with pytest.raises(CheckpointError, match="tensor 'b' is not used by the graph"):
+        source.check_names({"a": (2, 3)})
+    with pytest.raises(CheckpointError, match="no tensor 'c'"):
+        source.check_names({"a": (2, 3), "c": (1,)})
+    with pytest.raises(CheckpointError, match=r"tensor 'a' has shape \[2, 3\], expected \[3, 2\]"):
+        source.check_names({"a": (3, 2), "b": (2, 3)})
+
+
+def test_not_a_directory(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CheckpointError, match="expects a checkpoint directory"):
+        CheckpointWeights(str(tmp_path / "f"))
