@@ -247,18 +247,24 @@ def run_model(key, args, sm, bandwidth, workdir):
     return rows
 
 
+def model_benchmark_parser(doc, default_models):
+    """The arguments every model benchmark takes: --models, --out, --export-only, --workdir."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--models", default=default_models, help="comma-separated, of: " + ", ".join(MODELS))
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
+    parser.add_argument("--workdir", help="where checkpoints and plans are written (default: a temp dir; "
+                                          "/dev/shm suits the large models)")
+    return parser
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="gpt2,qwen3", help="comma-separated, of: " + ", ".join(MODELS))
+    parser = model_benchmark_parser(__doc__, "gpt2,qwen3")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--hf-new-tokens", type=int, default=32, help="new tokens for the (slow) HF peer")
     parser.add_argument("--skip-hf", action="store_true")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
     parser.add_argument("--tag", help="suffix of the results file names (decode-<gpu>-<tag>.json)")
-    parser.add_argument("--workdir", help="where checkpoints and plans are written (default: a temp dir; "
-                                          "/dev/shm suits the large models)")
     args = parser.parse_args()
     args.models = args.models.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]

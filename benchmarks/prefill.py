@@ -13,7 +13,6 @@ host: cgc's `generate(..., 1)`; for the peers one forward pass with `logits_to_k
     python benchmarks/prefill.py --export-only 90   # fill the kernel cache where tileiras works
 """
 
-import argparse
 import glob
 import json
 import os
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.decode import MODELS, build_checkpoint  # noqa: E402
+from benchmarks.decode import MODELS, build_checkpoint, model_benchmark_parser  # noqa: E402
 from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
 
 BUCKETS = (512, 2048)
@@ -155,14 +154,10 @@ def run_model(key, args, sm, workdir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="qwen3,llama-1b,qwen2-7b", help="comma-separated, of: " + ", ".join(MODELS))
+    parser = model_benchmark_parser(__doc__, "qwen3,llama-1b,qwen2-7b")
     parser.add_argument("--lengths", default="512,2048,8192")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile peer")
-    parser.add_argument("--workdir", help="checkpoints and plans (default: a temp dir; /dev/shm suits 7B)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    parser.add_argument("--export-only", type=int, metavar="SM", help="only fill the kernel cache for SM and exit")
     args = parser.parse_args()
     args.models = args.models.split(",")
     args.lengths = [int(n) for n in args.lengths.split(",")]

@@ -9,7 +9,7 @@ import os
 import sys
 
 import server.cli as server_cli
-from runtime.errors import CgcError
+from runtime.errors import CgcError, exit_status
 
 
 def _parse_set(values):
@@ -205,25 +205,9 @@ def main(argv=None):
     """Entry point of the `cgc` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
-    except CgcError as exc:
-        if args.debug:
-            raise
-        print(f"cgc: error: {exc}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        if args.debug:
-            raise
-        print("cgc: error: out of memory (the model, --max-batch or --max-seq may be too large for this machine)",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        return exit_status(lambda: args.handler(args), args.debug)
     except _Terminated:
         return 143
-    except BrokenPipeError:  # output piped into `head` and the like
-        return 0
-    return 0
 
 
 if __name__ == "__main__":

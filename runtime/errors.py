@@ -15,3 +15,28 @@ class InputError(CgcError):
 
 class DeviceError(CgcError):
     """The GPU is missing, lacks the plan's target, or is out of memory."""
+
+
+def exit_status(command, debug=False):
+    """Run `command()` as a CLI command and return its exit status: 0; 2 with one `cgc: error:`
+    line for a CgcError or an out-of-memory (raised instead with `debug`); 130 on Ctrl-C; 0 when
+    the output pipe closes (piped into `head` and the like)."""
+    import sys
+    try:
+        command()
+    except CgcError as exc:
+        if debug:
+            raise
+        print(f"cgc: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print("cgc: error: out of memory (the model, --max-batch or --max-seq may be too large for this machine)",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0

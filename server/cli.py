@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 
-from runtime.errors import CgcError
+from runtime.errors import CgcError, exit_status
 
 
 def add_arguments(parser):
@@ -94,13 +94,4 @@ def main(argv=None):
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        serve(args)
-    except CgcError as exc:
-        if args.debug:
-            raise
-        print(f"cgc: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return exit_status(lambda: serve(args), args.debug)

@@ -154,3 +154,16 @@ def corpus():
             out.append(f"{a}{b}{a}")
         out.append(a * 7)
     return out + ["", " ", "   leading and trailing   ", "def f(x):\n    return x ** 2  # ok\n"]
+
+
+def train_byte_level_bpe(directory, corpus, vocab_size, special_tokens):
+    """A small byte-level BPE trained on `corpus`, saved as `directory`/tokenizer.json; returns it."""
+    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+    tokenizer = HFTokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return tokenizer

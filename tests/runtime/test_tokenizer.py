@@ -21,14 +21,7 @@ CORPUS = ["Hello world, the quick brown fox jumps over the lazy dog 123 4567!",
 
 def _train(directory):
     """A small byte-level BPE trained here, saved as tokenizer.json (+ config.json with EOS 0)."""
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
-    tokenizer = HFTokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    tokenizer.save(str(directory / "tokenizer.json"))
+    tokenizer = tokenizer_files.train_byte_level_bpe(directory, CORPUS, 600, ["<|endoftext|>"])
     (directory / "config.json").write_text(json.dumps({"eos_token_id": 0}))
     return tokenizer
 

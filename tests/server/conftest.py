@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tests.tokenizer_files import train_byte_level_bpe
+
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 pytest.importorskip("tokenizers")
@@ -27,14 +29,7 @@ CORPUS = ["Hello world, the quick brown fox jumps over the lazy dog 123 4567!",
 
 
 def _tokenizer_dir(directory):
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
-    tokenizer = HFTokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    tokenizer.save(str(directory / "tokenizer.json"))
+    tokenizer = train_byte_level_bpe(directory, CORPUS, 500, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     eos = tokenizer.token_to_id("<|im_end|>")
     (directory / "config.json").write_text(json.dumps({"eos_token_id": eos}))
     (directory / "tokenizer_config.json").write_text(json.dumps(
