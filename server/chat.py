@@ -37,7 +37,7 @@ def chat(args):
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line.rstrip("\n")})
-        prompt = tokenizer.encode(template.render(messages))
+        prompt = tokenizer.encode(template.render(messages), add_special_tokens=False)  # the template has BOS
         room = max_seq - len(prompt)
         if room < 1:
             messages.pop()

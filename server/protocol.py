@@ -172,5 +172,6 @@ def parse_chat(body, plan, model, tokenizer, template):
         text = template.render(messages)
     except InputError as exc:
         raise APIError(400, str(exc), param="messages") from None
-    return _job(body, tokenizer.encode(text), plan, model, default_max_tokens=None,
+    # the template writes the special tokens itself (BOS included), as HF's apply_chat_template
+    return _job(body, tokenizer.encode(text, add_special_tokens=False), plan, model, default_max_tokens=None,
                 max_tokens_keys=("max_completion_tokens", "max_tokens"))
