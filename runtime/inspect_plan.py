@@ -17,7 +17,7 @@ def describe(plan):
         f"model      {model['name']} ({model['family']}), {model['dtype']}, from {model['graph_file']}",
         f"compiler   cgc {plan['compiler']['version']}, cuda-tile {plan['compiler']['cuda_tile'] or '-'}, "
         f"tileiras {plan['compiler'].get('tileiras') or '-'}, created {plan['created']}",
-        f"targets    {', '.join(f'sm_{sm}' for sm in plan['targets']) or 'none (CPU executor only)'}",
+        f"targets    {', '.join(_target(plan, sm) for sm in plan['targets']) or 'none (CPU executor only)'}",
         f"limits     max batch {limits['max_batch']}, max seq {limits['max_seq']}, "
         f"prefill buckets {limits['prefill_buckets']}",
         "",
@@ -60,6 +60,14 @@ def describe(plan):
     lines += ["", "passes"]
     lines += [f"  {name:<17} {summary}" for name, summary in plan["passes"]]
     return lines
+
+
+def _target(plan, sm):
+    """`sm_87 (Jetson Orin Nano 8GB, 8 SMs)`: a target with the device its tiles were chosen for."""
+    device = (plan.get("devices") or {}).get(f"sm_{sm}")
+    if not device:
+        return f"sm_{sm}"
+    return f"sm_{sm} ({device['title'] + ', ' if device.get('title') else ''}{device['sm_count']} SMs)"
 
 
 def _decode_step(plan):

@@ -31,3 +31,4 @@ def test_inspect_prints_the_floor_of_a_named_device(tmp_path):
     text = "\n".join(describe(body))
     floor = 68e9 / decode_weight_bytes(body)
     assert "sm_87, 8 SMs (Jetson Orin Nano 8GB, 68 GB/s)" in text and f"floor {floor:,.0f} tokens/s" in text
+    assert "targets    sm_87 (Jetson Orin Nano 8GB, 8 SMs)" in text
