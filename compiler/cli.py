@@ -44,7 +44,7 @@ def _parse_ints(text, flag):
 
 def _targets(args):
     """Compile targets from --gpu or --sm; by default this machine's GPU (its real SM count), if any."""
-    from compiler.targets import parse_gpus, parse_sms, target_for_sm
+    from compiler.targets import parse_gpus, parse_sms, target_for_gpu
     if args.gpu is not None and args.sm is not None:
         raise CgcError("give --sm or --gpu, not both")
     if args.gpu is not None:
@@ -56,7 +56,8 @@ def _targets(args):
         return ()
     import cupy
     device = cupy.cuda.Device()
-    return (target_for_sm(int(device.compute_capability), device.attributes["MultiProcessorCount"]),)
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"].decode()
+    return (target_for_gpu(name, int(device.compute_capability), device.attributes["MultiProcessorCount"]),)
 
 
 class _Terminated(BaseException):

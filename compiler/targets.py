@@ -85,6 +85,16 @@ def target_for_sm(sm, sm_count=None):
     return Target(sm, sm_count, same)
 
 
+def target_for_gpu(gpu_name, sm, sm_count):
+    """The target of this machine's GPU: its SM and SM count, and the device of DEVICES whose name
+    its product name contains (e.g. 'NVIDIA H200' -> h200), if one has that SM and count."""
+    spoken = gpu_name.lower().replace("-", " ")
+    for device in DEVICES.values():
+        if device.sm == sm and device.sm_count == sm_count and device.name.replace("-", " ") in spoken:
+            return Target(sm, sm_count, device)
+    return Target(target_for_sm(sm).sm, sm_count, None)
+
+
 def parse_sms(text):
     """Targets of `--sm 90,87:16`: comma-separated SMs, each optionally with `:SM count`."""
     targets = []

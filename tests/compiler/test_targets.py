@@ -17,6 +17,14 @@ def test_a_bare_sm_assumes_its_reference_device():
     assert target_for_sm(103).sm_count == ASSUMED_SM_COUNT and target_for_sm(103).device is None
 
 
+def test_this_machines_gpu_is_named_when_a_device_matches():
+    from compiler.targets import target_for_gpu
+    assert target_for_gpu("NVIDIA H200", 90, 132).device.name == "h200"
+    assert target_for_gpu("NVIDIA GeForce RTX 4090", 89, 128).device.name == "rtx-4090"
+    assert target_for_gpu("Orin", 87, 8) == target_for_gpu("Orin", 87, 8) and target_for_gpu("Orin", 87, 8).device is None
+    assert target_for_gpu("NVIDIA H100 PCIe", 90, 114).device.name == "h100-pcie"
+
+
 def test_sm_counts_and_devices_parse():
     orin, h200 = parse_gpus("orin-nano,H200")
     assert (orin.sm, orin.sm_count, orin.device.bandwidth_gbs) == (87, 8, 68)
