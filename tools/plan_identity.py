@@ -57,8 +57,9 @@ def _plan_sets(sm, cache_dir):
         for max_batch in (1, 2):
             plans.append((f"parity-{family}-b{max_batch}", family, None, (family, index, max_batch)))
     from benchmarks import decode
-    layers = {"gpt2": "n_layer", "qwen3": "num_hidden_layers"}
-    for key, model in decode.MODELS.items():
+    layers = {"gpt2": "n_layer", "qwen3": "num_hidden_layers"}  # the benchmark's small models (7B ones take minutes)
+    for key in layers:
+        model = decode.MODELS[key]
         for batch in DECODE_BATCHES:
             options = CompileOptions(preset=model["preset"], overrides={layers[key]: BENCH_LAYERS},
                                      dtype=model["dtype"], sms=(sm,), max_batch=batch,
