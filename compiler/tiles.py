@@ -47,30 +47,23 @@ SHIPPED = TileRules(
     decode_rows=16,
     # decode MMA tiles: 32 columns put 2x the CTAs of 64 on the weight; 256-deep K steps halve the loads
     mma_decode={"tile_m": 16, "tile_n": 32, "tile_k": 256},
-    # decode matmuls wider than this (LM heads) have CTAs to spare: 16x128x128 at two CTAs per SM
-    # read the LM head at the measured copy bandwidth
+    # wider decode matmuls (LM heads): 16x128x128 at two CTAs per SM reads them at copy bandwidth
     wide_decode_columns=16384,
     wide_decode={"tile_m": 16, "tile_n": 128, "tile_k": 128, "occupancy": 2},
-    # from this K on, fewer CTAs each stream more K steps: MMA decode weight loads take latency
-    # hint 4 (2 below), one-row [K, N] tiles step 512 deep (256 below)
+    # from this K: MMA decode weight loads take latency hint 4 (else 2), one-row [K, N] tiles 512 deep
     deep_k=2048,
-    # one-row tiles: 32 columns, weight loads with latency hint 1 (each kernel triggers its
-    # successor after its wait, so shallow pipelining wins)
+    # one-row tiles, latency hint 1: each kernel triggers its successor after its wait
     one_row={"tile_m": 1, "tile_n": 32, "weight_latency": 1},
     # dtypes on the one-row path and their hints; float32 (test plans) keeps one CTA per SM
     one_row_hints={"float16": {"occupancy": 2}, "bfloat16": {"occupancy": 2}, "float32": {}},
-    # one-row tiles on [N, K] weights give each CTA this many whole weight rows: the fewest that
-    # keep the CTAs within the SMs' slots
+    # whole [N, K] weight rows per one-row CTA: the fewest that keep the CTAs within the SMs' slots
     out_in_rows=(8, 16, 32),
-    # their K steps (below deep_k, from it); 8-row tiles step 1024 deep from deep_k when their
-    # CTAs cover out_in_deep_fill of the SMs
+    # their K steps (below deep_k, from it: 8 rows step 1024 where CTAs cover out_in_deep_fill)
     out_in_k={8: (512, 1024), 16: (256, 256), 32: (256, 256)},
     out_in_deep_fill=0.875,
-    # batch-1 plans store [out, in] the linears whose [in, out] one-row tiles cover less than
-    # this fraction of the SMs (compiler/passes/store_out_in.py)
+    # batch-1 plans store [out, in] linears whose one-row [in, out] tiles cover less of the SMs
     in_out_one_row_fill=0.875,
-    # plans for at most this many sequences store narrow and gate+up weights [out, in]; above,
-    # decode takes MMA tiles, which read [in, out] faster
+    # plans of more sequences keep [in, out]: their decode MMA tiles read it faster
     out_in_max_batch=1,
     # decode attention hints: two CTAs per SM (128 registers instead of 255)
     decode_attention={"occupancy": 2},
@@ -80,14 +73,12 @@ SHIPPED = TileRules(
     kv_splits=8,
     kv_split_min_tiles=8,
     kv_split_ctas=256,
-    # prefill MMA tiles: 64 deep; (tile_m, tile_n, relative per-element efficiency, CTAs per SM)
-    # candidates, the one with the fewest weighted wave-elements wins (128x256 and 256x128 spill)
+    # prefill: 64 deep; (tile_m, tile_n, efficiency, CTAs per SM), fewest weighted wave-elements wins
     prefill_tile_k=64,
     prefill_candidates=((128, 128, 1.0, 2), (64, 128, 0.9, 1), (64, 64, 0.7, 1)),
     # a row-kernel CTA handles about this many elements (8 LayerNorm rows of 1024 beat 4 or 1)
     row_elements=8192,
-    # SMs the tiles of each target SM may fill: the reference device's (compiler/targets.py); a
-    # plan for a named device (--gpu, --sm SM:COUNT) takes that device's count
+    # SMs per target SM: the reference device's (compiler/targets.py) unless --gpu / --sm SM:COUNT
     sm_counts=REFERENCE_SM_COUNTS,
 )
 
