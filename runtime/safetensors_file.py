@@ -86,11 +86,33 @@ class SafetensorsFile:
         """Absolute byte range of a tensor, from the header the library has already validated."""
         if self._bf16_offsets is None:
             with open(self.path, "rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(length))
-            self._bf16_offsets = {key: (8 + length + entry["data_offsets"][0], 8 + length + entry["data_offsets"][1])
-                                  for key, entry in header.items() if key != "__metadata__"}
+                raw, header = read_header(handle, self.path)
+            self._bf16_offsets = {key: (len(raw) + entry["data_offsets"][0], len(raw) + entry["data_offsets"][1])
+                                  for key, entry in header.items()}
         return self._bf16_offsets[name]
+
+
+MAX_HEADER_BYTES = 100 << 20  # the library's own bound
+
+
+def read_header(handle, path):
+    """(the header's bytes with their length prefix, the header's tensor entries) of an open
+    .safetensors file positioned at its start; SafetensorsFormatError names what is wrong."""
+    raw_length = handle.read(8)
+    if len(raw_length) != 8:
+        raise SafetensorsFormatError(f"{path}: too short to be a safetensors file")
+    (length,) = struct.unpack("<Q", raw_length)
+    if length > MAX_HEADER_BYTES:
+        raise SafetensorsFormatError(f"{path}: header claims {length} bytes (at most {MAX_HEADER_BYTES})")
+    header_bytes = handle.read(length)
+    try:
+        header = json.loads(header_bytes)
+    except ValueError:
+        raise SafetensorsFormatError(f"{path}: header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise SafetensorsFormatError(f"{path}: header is not a JSON object")
+    header.pop("__metadata__", None)
+    return raw_length + header_bytes, header
 
 
 def write_safetensors(path_or_handle, specs, arrays):

@@ -8,18 +8,16 @@ does not match the plan (layout or hash) raises PlanError.
 """
 
 import hashlib
-import json
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from runtime.dtypes import itemsize
 from runtime.errors import PlanError
+from runtime.safetensors_file import SafetensorsFormatError, read_header
 
 BLOCK_BYTES = 1 << 26
-MAX_HEADER_BYTES = 100 << 20
 _DTYPE_TAGS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int32": "I32"}
 
 
@@ -31,20 +29,10 @@ def external_weights_path(body):
 def file_layout(path, handle, table):
     """The header bytes of the open weights file and, per table entry, its bytes in the file;
     raises PlanError unless the tensors are the table's, back to back, in its order."""
-    raw_length = handle.read(8)
-    if len(raw_length) != 8:
-        raise PlanError(f"{path}: weights file is too short to be a safetensors file")
-    (length,) = struct.unpack("<Q", raw_length)
-    if length > MAX_HEADER_BYTES:
-        raise PlanError(f"{path}: weights file header claims {length} bytes (at most {MAX_HEADER_BYTES})")
-    header_bytes = handle.read(length)
     try:
-        header = json.loads(header_bytes)
-    except ValueError:
-        raise PlanError(f"{path}: weights file header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise PlanError(f"{path}: weights file header is not a JSON object")
-    header.pop("__metadata__", None)
+        raw, header = read_header(handle, path)
+    except SafetensorsFormatError as exc:
+        raise PlanError(f"weights file {exc}") from None
     offset, sizes = 0, []
     for entry in table:
         found = header.get(entry["name"])
@@ -57,7 +45,7 @@ def file_layout(path, handle, table):
         offset += nbytes
     if len(header) != len(table):
         raise PlanError(f"{path}: weights file holds {len(header)} tensors, the plan {len(table)}; recompile")
-    return raw_length + header_bytes, sizes
+    return raw, sizes
 
 
 def stream_weights(body, copy, block_bytes=BLOCK_BYTES, buffers=None):
