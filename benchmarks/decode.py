@@ -131,6 +131,13 @@ def export_only(sm, keys, batches, new_tokens, workdir):
             compile_model(key, batch, new_tokens, sm, checkpoint, os.path.join(workdir, f"{key}-{batch}.plan"))
 
 
+def remove_plan(path):
+    """Delete a plan and its content-named external weights file, if any."""
+    for leftover in (path, *glob.glob(glob.escape(os.path.splitext(path)[0]) + ".*.weights.safetensors")):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+
+
 def copy_bandwidth(nbytes=1 << 30, iters=20):
     """Device-to-device copy bandwidth in bytes/s (read + write) of a 1 GiB buffer."""
     import torch
@@ -228,9 +235,7 @@ def run_model(key, args, sm, bandwidth, workdir):
             if not args.skip_hf:
                 _say(f"measuring HF transformers, {model['name']} batch {batch}")
                 rates[PEERS[2]], tokens[PEERS[2]] = measure_hf(hf, prompt, args.hf_new_tokens)
-        for path in (plan_path, *glob.glob(glob.escape(os.path.splitext(plan_path)[0]) + ".*.weights.safetensors")):
-            if os.path.exists(path):
-                os.remove(path)
+        remove_plan(plan_path)
         torch.cuda.empty_cache()
         check = {"cgc vs pytorch": _mismatches(tokens["cgc"], tokens[PEERS[1]])}
         if not args.skip_hf:

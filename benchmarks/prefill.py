@@ -13,7 +13,6 @@ host: cgc's `generate(..., 1)`; for the peers one forward pass with `logits_to_k
     python benchmarks/prefill.py --export-only 90   # fill the kernel cache where tileiras works
 """
 
-import glob
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.decode import MODELS, build_checkpoint, model_benchmark_parser  # noqa: E402
+from benchmarks.decode import MODELS, build_checkpoint, model_benchmark_parser, remove_plan  # noqa: E402
 from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
 
 BUCKETS = (512, 2048)
@@ -53,9 +52,7 @@ def export_only(sm, keys, lengths, workdir):
         path = os.path.join(workdir, f"{key}.plan")
         compile_plan(MODELS[key]["graph"], path, plan_options(key, lengths, sm, overrides={"num_hidden_layers": 1}),
                      log=stderr_log)
-        for leftover in (path, *glob.glob(glob.escape(os.path.splitext(path)[0]) + ".*.weights.safetensors")):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        remove_plan(path)
 
 
 def _median_seconds(run, reps):
@@ -144,9 +141,7 @@ def run_model(key, args, sm, workdir):
                      "cgc_speedup": {peer: s / seconds["cgc"] for peer, s in seconds.items()},
                      "prompt_tokens_per_s": {peer: length / s for peer, s in seconds.items()},
                      "first_token": {peer: int(t) for peer, t in tokens.items()}})
-    for path in (plan_path, *glob.glob(glob.escape(os.path.splitext(plan_path)[0]) + ".*.weights.safetensors")):
-        if os.path.exists(path):
-            os.remove(path)
+    remove_plan(plan_path)
     shutil.rmtree(checkpoint, ignore_errors=True)
     del hf
     torch.cuda.empty_cache()

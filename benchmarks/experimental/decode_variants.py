@@ -18,7 +18,6 @@ rejected are listed, with their numbers, in docs/tuning.md.
 """
 
 import argparse
-import glob
 import ctypes
 import dataclasses
 import json
@@ -32,7 +31,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from benchmarks.decode import MODELS, PROMPT, built_checkpoints, compile_model  # noqa: E402
+from benchmarks.decode import MODELS, PROMPT, built_checkpoints, compile_model, remove_plan  # noqa: E402
 from compiler.tiles import SHIPPED  # noqa: E402
 
 VARIANTS = {  # name: {TileRules field: its value under the variant, from its current one}
@@ -88,9 +87,7 @@ def compiled_variants(keys, names, sm, new_tokens, workdir, batch=1):
             path = os.path.join(workdir, f"{key}-{name}.plan")
             compile_model(key, batch, new_tokens, sm, checkpoint, path, variant(name))
             yield key, name, path
-            for leftover in (path, *glob.glob(glob.escape(os.path.splitext(path)[0]) + ".*.weights.safetensors")):
-                if os.path.exists(leftover):
-                    os.remove(leftover)
+            remove_plan(path)
 
 
 def _set_carveout(functions, percent):
