@@ -79,7 +79,8 @@ def _compile(args):
     if not sms and args.sm != "none":
         stderr_log("no --sm given and no GPU here: the plan gets no GPU kernels (it runs on the NumPy executor)")
     graph_path = resolve_graph_path(args.graph)
-    stem = os.path.splitext(os.path.basename(graph_path))[0] + (f"-{args.preset}" if args.preset else "")
+    stem = (os.path.splitext(os.path.basename(graph_path))[0] + (f"-{args.preset}" if args.preset else "")
+            + (f"-{args.quant}" if args.quant else ""))
     output = args.output or os.path.join("artifacts", f"{stem}{'-sm' + '-'.join(map(str, sms)) if sms else ''}.plan")
     options = CompileOptions(
         preset=args.preset, checkpoint=args.weights, overrides=_parse_set(args.set), dtype=args.dtype,
@@ -87,7 +88,7 @@ def _compile(args):
         prefill_buckets=(_parse_ints(args.prefill_buckets, "--prefill-buckets")
                          if args.prefill_buckets is not None else None), seed=args.seed,
         weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer,
-        tile_rules=parse_overrides(args.tiles), targets=targets)
+        tile_rules=parse_overrides(args.tiles), targets=targets, quant=args.quant, group_size=args.group_size)
     compile_plan(graph_path, output, options, log=stderr_log)
     print(output)
 
@@ -163,6 +164,11 @@ def build_parser():
     compile_cmd.add_argument("--dtype", default="float32", choices=("float32", "tf32", "float16", "bfloat16"),
                              help="float32 (default) multiplies in float32; tf32 stores float32 but multiplies on "
                                   "TF32 tensor cores (faster, logits ~1e-3 relative from float32)")
+    compile_cmd.add_argument("--quant", choices=("int8", "int4", "fp8"),
+                             help="store linear weights quantized: int8 (per output channel), int4 (groups along "
+                                  "the input features, --group-size) or fp8 (e4m3, per channel; SMs 89 and later)")
+    compile_cmd.add_argument("--group-size", type=int, default=128, choices=(32, 64, 128),
+                             help="input features per int4 scale (default 128)")
     compile_cmd.add_argument("--max-batch", type=int, default=1, help="sequences per program (default 1)")
     compile_cmd.add_argument("--max-seq", type=int, default=None,
                              help="longest sequence, prompt + generated (default 256, or the model's positions if fewer)")

@@ -19,7 +19,7 @@ from compiler.passes import PassContext, run_pipeline
 from compiler.plan_writer import (check_output, discard_weights, remove_stale_temps, write_external_weights,
                                   write_plan)
 from compiler.tiles import SHIPPED, TileRules
-from compiler.weights import CheckpointWeights, RandomWeights, build_weight, checkpoint_names, encode
+from compiler.weights import CheckpointWeights, RandomWeights, build_weight, checkpoint_names, encode, quantized_parts
 
 EMBED_LIMIT = 1 << 30  # weights above this go to a sibling .safetensors unless told otherwise
 BUILD_BUDGET = 1 << 31  # float32 bytes of weights being built at once (peak RSS stays under 4 GB)
@@ -49,6 +49,8 @@ class CompileOptions:
     cache_dir: str | None = None
     tile_rules: TileRules = SHIPPED  # tiling and scheduling choices (compiler/tiles.py; cgc compile --tiles)
     targets: tuple = ()  # compiler.targets.Target per SM (--gpu, --sm SM:COUNT); default: the sms' reference devices
+    quant: str | None = None  # int8 | int4 | fp8 (--quant; formats: runtime/quant.py)
+    group_size: int = 128     # int4 groups along K (--group-size)
 
 
 def compile_plan(graph_path, output_path, options, log=None):
@@ -63,7 +65,8 @@ def compile_plan(graph_path, output_path, options, log=None):
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, storage_dtype)
     options = _resolve_lengths(options, graph, log)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
-    context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules)
+    context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules,
+                          quant=(options.quant, options.group_size) if options.quant else None)
     graph = run_pipeline(graph, context, progress=lambda name: log(f"pass {name}"))
     lowering = Lowering(graph, options.max_batch, options.max_seq, options.tile_rules)
     programs = {shape.name: lowering.lower_program(shape)
@@ -103,6 +106,7 @@ def compile_plan(graph_path, output_path, options, log=None):
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],
         "tokenizer": tokenizer,
+        "quantization": _quantization(graph, options),
     }
     try:
         size = write_plan(body, output_path)
@@ -166,6 +170,32 @@ def _check_options(options):
                                    f"{options.max_seq or MAX_SEQ}")
     if options.dtype not in ("float32", "float16", "bfloat16", "tf32"):
         raise CompileError(f"--dtype {options.dtype!r} is not one of float32, tf32, float16, bfloat16")
+    _check_quant(options)
+
+
+def _check_quant(options):
+    from compiler.errors import CompileError
+    from compiler.targets import FP8_SMS
+    from runtime.quant import GROUP_SIZES, MODES
+    if options.quant is None:
+        return
+    if options.quant not in MODES:
+        raise CompileError(f"--quant {options.quant!r} is not one of {', '.join(MODES)}")
+    if options.quant == "int4" and options.group_size not in GROUP_SIZES:
+        raise CompileError(f"--group-size {options.group_size!r} is not one of {', '.join(map(str, GROUP_SIZES))}")
+    lacking = [sm for sm in options.sms if sm not in FP8_SMS]
+    if options.quant == "fp8" and lacking:
+        raise CompileError(f"--quant fp8: sm_{lacking[0]} has no fp8 (SMs with fp8: "
+                           f"{', '.join(map(str, FP8_SMS))}); use --quant int8 there")
+
+
+def _quantization(graph, options):
+    """The plan's quantization record: the mode asked for and what each linear took."""
+    if options.quant is None:
+        return None
+    linears = {op.name: op.attrs["quant"] for op in graph.ops if "quant" in op.attrs}
+    return {"mode": options.quant, "group_size": options.group_size if options.quant == "int4" else None,
+            "linears": linears}
 
 
 def learned_positions(graph):
@@ -219,8 +249,12 @@ def _store_weights(lowering, source, output_path, options, log):
     for name in lowering.stored:
         weight = lowering.weights[name]
         offset, nbytes = lowering.weight_layout[name]
-        table.append({"name": name, "shape": list(weight.shape), "dtype": weight.dtype, "offset": offset,
-                      "nbytes": nbytes, "row_stride": lowering.row_stride(name), "recipe": _plain(weight.recipe)})
+        entry = {"name": name, "shape": list(weight.shape), "dtype": weight.dtype, "offset": offset,
+                 "nbytes": nbytes, "row_stride": lowering.row_stride(name), "recipe": _plain(weight.recipe)}
+        if weight.recipe[0] == "quantize":
+            _, base, mode, group_size, _, part, _ = weight.recipe
+            entry["quant"] = {"mode": mode, "group_size": group_size, "part": part, "of": base}
+        table.append(entry)
     encoded = _encoded_weights(lowering, source)
     total = lowering.weights_bytes
     external = options.weights_storage == "external" or (options.weights_storage == "auto" and total > EMBED_LIMIT)
@@ -234,23 +268,44 @@ def _store_weights(lowering, source, output_path, options, log):
 
 def _encoded_weights(lowering, source):
     """Each stored weight in storage bytes, in table order, built and encoded on every core with
-    at most BUILD_BUDGET bytes of float32 in flight (a 7B model's are 15 GB; its largest is 2.2)."""
-    def build(name):
-        return encode(build_weight(lowering.weights, name, source), lowering.weights[name].dtype)
+    at most BUILD_BUDGET bytes of float32 in flight (a 7B model's are 15 GB; its largest is 2.2).
+    The parts of a quantized weight (adjacent in the table) are made by one quantization."""
+    weights = lowering.weights
+
+    def build(unit):
+        recipe = weights[unit[0]].recipe
+        if recipe[0] == "quantize":
+            parts = quantized_parts(weights, recipe, source)
+            return [encode(parts[weights[name].recipe[5]], weights[name].dtype) for name in unit]
+        return [encode(build_weight(weights, unit[0], source), weights[unit[0]].dtype)]
 
     workers = os.cpu_count() or 1
     pending, in_flight = collections.deque(), 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for name in lowering.stored:
-            size = 4 * math.prod(lowering.weights[name].shape)
+        for unit in _build_units(weights, lowering.stored):
+            size = 4 * math.prod(weights[weights[unit[0]].recipe[1]].shape if weights[unit[0]].recipe[0] == "quantize"
+                                 else weights[unit[0]].shape)
             while pending and (in_flight + size > BUILD_BUDGET or len(pending) >= workers):
                 done, done_size = pending.popleft()
                 in_flight -= done_size
-                yield done.result()
-            pending.append((pool.submit(build, name), size))
+                yield from done.result()
+            pending.append((pool.submit(build, unit), size))
             in_flight += size
         while pending:
-            yield pending.popleft()[0].result()
+            yield from pending.popleft()[0].result()
+
+
+def _build_units(weights, names):
+    """`names` in order, grouped: runs of parts quantized from the same weight form one unit."""
+    units = []
+    for name in names:
+        recipe = weights[name].recipe
+        previous = weights[units[-1][-1]].recipe if units else None
+        if recipe[0] == "quantize" and previous is not None and previous[0] == "quantize" and previous[1] == recipe[1]:
+            units[-1].append(name)
+        else:
+            units.append([name])
+    return units
 
 
 def region_image(table, arrays, total):

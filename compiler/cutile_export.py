@@ -184,7 +184,8 @@ def _compile(template, source, key, operands, sm, cache_dir):
     spec = importlib.util.spec_from_file_location(f"cgc_kernel_{key[:16]}", source_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dtypes = {"float32": ct.float32, "float16": ct.float16, "bfloat16": ct.bfloat16, "int32": ct.int32}
+    dtypes = {"float32": ct.float32, "float16": ct.float16, "bfloat16": ct.bfloat16, "int32": ct.int32,
+              "int8": ct.int8, "uint8": ct.uint8, "float8_e4m3": ct.float8_e4m3fn}
     parameters = []
     for operand in operands:
         dtype, ndim = operand[0], operand[1]

@@ -10,6 +10,8 @@ Weights are described by a recipe saying how the stored array is made from check
     ("fold_scale", weight_name, norm_scale_name | None, center)   diag(scale) W, columns centered
                                                                  when `center` (fold_norms pass)
     ("fold_bias", weight_name, norm_shift_name, bias_name | None) shift @ W + bias
+    ("quantize", weight_name, mode, group_size, layout, part, scale_dtype)   a part ("codes",
+                                     "scale", "min") of the weight quantized (runtime/quant.py)
 """
 
 import copy
@@ -43,6 +45,8 @@ def recipe_sources(recipe):
         return list(recipe[1])
     if recipe[0] in ("transpose", "fold_scale", "fold_bias"):
         return [name for name in recipe[1:] if isinstance(name, str)]
+    if recipe[0] == "quantize":
+        return [recipe[1]]
     return []
 
 

@@ -27,6 +27,15 @@ ALIGN = 256
 ROW_PAD = 128  # bytes: 2-D weights and outputs get row strides padded to this (TMA wants 16 B)
 
 
+def _halves(operand, axis):
+    """Two views of an operand, each half of it along `axis` (each keeps its own base)."""
+    axis = axis % len(operand["shape"])
+    half = operand["shape"][axis] // 2
+    shape = [half if index == axis else dim for index, dim in enumerate(operand["shape"])]
+    first = {**operand, "shape": shape}
+    return first, {**first, "offset": operand["offset"] + half * operand["strides"][axis] * itemsize(operand["dtype"])}
+
+
 def padded_row(width, dtype):
     """Row stride (elements) for a row of `width` elements: a multiple of ROW_PAD bytes."""
     step = ROW_PAD // itemsize(dtype)
@@ -377,19 +386,19 @@ class _ProgramLowering:
         if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`
             constants.update(prologue=prologue["norm"], eps=prologue["eps"], stats_group=self.stats_group)
             named["norm_stats"] = self.stats_operand(op.inputs["stats"], prologue["norm"], named["x"]["shape"][1])
-        weight = self.lowering.weight_operand(op.weights["weight"])
-        if "silu_mul" in epilogue and out_in:  # [gate; up] rows: two views of half the rows each
-            half = weight["shape"][0] // 2
-            gate = {**weight, "shape": [half, weight["shape"][1]]}
-            up = {**gate, "offset": weight["offset"] + half * weight["strides"][0] * itemsize(weight["dtype"])}
-            named.update(weight=gate, weight_up=up)
-        elif "silu_mul" in epilogue:  # [K, gate | up]: two views, so each half keeps its own aligned base
-            half = weight["shape"][1] // 2
-            gate = {**weight, "shape": [weight["shape"][0], half]}
-            up = {**gate, "offset": weight["offset"] + half * itemsize(weight["dtype"])}
-            named.update(weight=gate, weight_up=up)
-        else:
-            named["weight"] = weight
+        quant = op.attrs.get("quant")
+        if quant:  # codes, scales (and int4 minima) of the weight (quantize_linears; runtime/quant.py)
+            constants["weight_quant"] = quant["mode"]
+            if quant["group_size"]:
+                constants["quant_group"] = quant["group_size"]
+        for role in ("weight", "weight_scale", "weight_min"):
+            if role not in op.weights:
+                continue
+            weight = self.lowering.weight_operand(op.weights[role])
+            if "silu_mul" in epilogue:  # [gate; up] rows (out_in) or [K, gate | up] columns: a view of each half
+                named[role], named[role.replace("weight", "weight_up")] = _halves(weight, 0 if out_in else -1)
+            else:
+                named[role] = weight
         if "bias" in epilogue:
             named.update(self._weights(op, "bias"))
         if "residual" in epilogue:

@@ -13,6 +13,7 @@ from compiler.errors import CompileError
 
 # Every SM tileiras 13.4 builds for (`tileiras --help`, --gpu-name); sm_101 was renamed sm_110.
 SUPPORTED_SMS = (80, 86, 87, 88, 89, 90, 100, 103, 107, 110, 120, 121)
+FP8_SMS = (89, 90, 100, 103, 107, 110, 120, 121)  # convert float8 e4m3 in hardware (Ada and later)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,16 @@ def build_weight(weights, name, source):
         return folded + build_weight(weights, bias, source) if bias is not None else folded
     if kind in ("rope_cos", "rope_sin"):
         return rope_table(*weight.recipe[1:])[0 if kind == "rope_cos" else 1]
+    if kind == "quantize":
+        return quantized_parts(weights, weight.recipe, source)[weight.recipe[5]]
     raise CheckpointError(f"weight '{name}': unknown recipe {kind!r}")
+
+
+def quantized_parts(weights, recipe, source):
+    """{part: array} of a ("quantize", ...) recipe's weight: codes in storage form, scales as float32."""
+    from compiler.quantize import quantize
+    _, base, mode, group_size, layout, _, scale_dtype = recipe
+    return quantize(mode, layout, build_weight(weights, base, source), group_size, scale_dtype)
 
 
 def materialize(weights, source, names=None):

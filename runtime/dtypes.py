@@ -1,9 +1,12 @@
-"""Storage dtypes of plans and their NumPy views; bfloat16 is kept as raw uint16 bits."""
+"""Storage dtypes of plans and their NumPy views; bfloat16 is kept as raw uint16 bits, float8
+e4m3 as raw bytes. int8, uint8 and float8_e4m3 hold quantized weights (runtime/quant.py)."""
 
 import numpy as np
 
-_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
-_STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int32": np.int32}
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int8": 1, "uint8": 1, "float8_e4m3": 1}
+_STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int32": np.int32,
+            "int8": np.int8, "uint8": np.uint8, "float8_e4m3": np.uint8}
+QUANTIZED = ("int8", "uint8", "float8_e4m3")  # stored as given: codes come ready-made from the quantizer
 
 
 def itemsize(dtype):
@@ -26,6 +29,9 @@ def to_float32(array, dtype):
         bits = array.astype(np.uint32)
         bits <<= 16
         return bits.view(np.float32)
+    if dtype == "float8_e4m3":
+        from runtime.quant import e4m3_decode
+        return e4m3_decode(array)
     return array.astype(np.float32)
 
 
@@ -33,6 +39,12 @@ def from_float32(values, dtype):
     """Encode float32 values for storage in `dtype` (bfloat16 rounds to nearest even); any
     layout in, a C-contiguous array out. Large arrays convert in blocks through one reused
     scratch buffer, a transposed view in square tiles read along its source's rows."""
+    if dtype in QUANTIZED:
+        values = np.asarray(values)
+        if values.dtype != _STORAGE[dtype]:
+            raise ValueError(f"{dtype} weights are stored as quantized codes ({np.dtype(_STORAGE[dtype])}), "
+                             f"got {values.dtype}")
+        return np.ascontiguousarray(values)
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 0:
         return from_float32(values.reshape(1), dtype).reshape(())

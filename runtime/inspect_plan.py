@@ -56,9 +56,31 @@ def describe(plan):
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
     ]
+    lines += _quantization(plan)
     lines += _decode_step(plan)
     lines += ["", "passes"]
     lines += [f"  {name:<17} {summary}" for name, summary in plan["passes"]]
+    return lines
+
+
+def _quantization(plan):
+    """Lines on which linears read quantized weights, in which mode, and their stored bytes."""
+    record = plan.get("quantization")
+    if not record:
+        return ["", "quantization  none (16/32-bit weights; cgc compile --quant int8|int4|fp8)"]
+    modes = Counter(entry["mode"] for entry in record["linears"].values())
+    groups = f", int4 groups of {record['group_size']} input features" if record.get("group_size") else ""
+    lines = ["", f"quantization  --quant {record['mode']}{groups}: "
+                 + ", ".join(f"{mode} x{count}" for mode, count in sorted(modes.items())) + " linears"]
+    for name, entry in record["linears"].items():
+        if entry["mode"] != record["mode"]:
+            lines.append(f"  {name}: {entry['mode']} (a 4-bit LM head moves the logits most)")
+    parts = Counter()
+    for entry in plan["weights"]["table"]:
+        parts[entry.get("quant", {}).get("part", "unquantized")] += entry["nbytes"]
+    lines.append("  stored     " + ", ".join(f"{part} {_mb(parts[part])}" for part in ("codes", "scale", "min", "unquantized")
+                                          if part in parts)
+                 + " (embeddings, norms and biases stay unquantized)")
     return lines
 
 

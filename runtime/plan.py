@@ -2,9 +2,10 @@
 
 A plan file is a msgpack map (the envelope):
     format       "cgc-plan"
-    version      3 (a loader refuses any other version, naming both; 2 added `generation`,
+    version      4 (a loader refuses any other version, naming both; 2 added `generation`,
                  the `scratch` region and the `sample` launch ending each program; 3 stores the
-                 tokenizer as a tokenizer.json)
+                 tokenizer as a tokenizer.json; 4 adds quantized weights: int8 / uint8 /
+                 float8_e4m3 dtypes, `quantization` and the weights table's `quant` records)
     body_sha256  hex sha256 of `body`
     body         bytes: msgpack of the plan body below
 Body (all plain maps, lists, strings, numbers and bytes):
@@ -30,7 +31,8 @@ Body (all plain maps, lists, strings, numbers and bytes):
     weights      {storage: "embedded" | "external", blob: bytes (embedded: the weights region
                  image), file: name beside the plan (external, a .safetensors, tensors
                  unpadded), sha256 of that file, table: [{name, shape, dtype, offset (in the
-                 region), nbytes, row_stride (elements; 2-D rows are padded to 128 bytes), recipe}]}
+                 region), nbytes, row_stride (elements; 2-D rows are padded to 128 bytes), recipe,
+                 quant (quantized parts only): {mode, group_size, part, of}}]} (runtime/quant.py)
     kernels      [{template, constants, signature: [[dtype, ndim], ...], sm: None | 90,
                    cubins: {"sm_90": {symbol, block: [x, y, z], image: bytes}}}]
                  Generic specs (sm None, no cubins) are what the NumPy executor runs; each
@@ -44,6 +46,8 @@ Body (all plain maps, lists, strings, numbers and bytes):
                  optional chat_template (the checkpoint's Jinja chat template, rendered by the
                  server), bos_token, eos_token (the special-token texts the template refers to):
                  str or None} (runtime/tokenizer.py)
+    quantization None, or {mode: "int8" | "int4" | "fp8" (--quant), group_size (int4) or None,
+                 linears: {linear op name: {mode, group_size}}} (runtime/quant.py)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.
@@ -59,7 +63,7 @@ import msgpack
 from runtime.errors import PlanError
 
 PLAN_FORMAT = "cgc-plan"
-PLAN_VERSION = 3
+PLAN_VERSION = 4
 REGIONS = ("arena", "io", "kv", "scratch", "weights")
 
 

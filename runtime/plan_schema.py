@@ -11,10 +11,11 @@ from runtime.plan import REGIONS
 MAX_REGION_BYTES = 1 << 42   # 4 TiB: no device has more memory
 MAX_DIM = 1 << 31
 MAX_NDIM = 8
-DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
+DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int8": 1, "uint8": 1, "float8_e4m3": 1}
 MODEL_DTYPES = ("float32", "float16", "bfloat16")
+QUANT_MODES = ("int8", "int4", "fp8")
 BODY_KEYS = {"compiler", "created", "model", "targets", "devices", "limits", "regions", "buffers", "generation",
-             "weights", "kernels", "programs", "passes", "tokenizer"}
+             "weights", "kernels", "programs", "passes", "tokenizer", "quantization"}
 TOKENIZER_OPTIONAL = ("chat_template", "bos_token", "eos_token")
 WEIGHTS_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
@@ -142,6 +143,7 @@ def check_body(body, path="<plan>"):
         c.str(entry[0], f"passes[{index}]")
         c.str(entry[1], f"passes[{index}]")
     _check_tokenizer(c, body["tokenizer"])
+    _check_quantization(c, body["quantization"])
     _check_shapes(c, body)
 
 
@@ -196,7 +198,11 @@ def _check_weights(c, weights, regions):
     names = set()
     for index, entry in enumerate(c.list(weights["table"], "weights.table", 1 << 20)):
         where = f"weights.table[{index}]"
-        c.map(entry, where, ("name", "shape", "dtype", "offset", "nbytes", "row_stride"), ("recipe",))
+        c.map(entry, where, ("name", "shape", "dtype", "offset", "nbytes", "row_stride"), ("recipe", "quant"))
+        if "quant" in entry:
+            _check_quant_record(c, entry["quant"], f"{where}.quant", ("mode", "group_size", "part", "of"))
+            c.str(entry["quant"]["part"], f"{where}.quant.part", ("codes", "scale", "min"))
+            c.str(entry["quant"]["of"], f"{where}.quant.of")
         name = c.str(entry["name"], f"{where}.name")
         if name in names:
             c.fail(f"{where}.name", f"'{name[:60]}' appears twice")
@@ -217,6 +223,22 @@ def _check_weights(c, weights, regions):
             c.fail(f"{where}.nbytes", f"{nbytes} bytes cannot hold shape {shape} ({needed} bytes)")
         if offset + nbytes > regions["weights"]:
             c.fail(where, f"ends at byte {offset + nbytes}, past the weights region ({regions['weights']} bytes)")
+
+
+def _check_quant_record(c, record, where, keys=("mode", "group_size")):
+    c.map(record, where, keys)
+    c.str(record["mode"], f"{where}.mode", QUANT_MODES)
+    if record["group_size"] is not None or record["mode"] == "int4":
+        c.int(record["group_size"], f"{where}.group_size", 1, MAX_DIM)
+
+
+def _check_quantization(c, quantization):
+    if quantization is None:
+        return
+    c.map(quantization, "quantization", ("mode", "group_size", "linears"))
+    _check_quant_record(c, {key: quantization[key] for key in ("mode", "group_size")}, "quantization")
+    for name, record in c.map(quantization["linears"], "quantization.linears").items():
+        _check_quant_record(c, record, f"quantization.linears.{str(name)[:60]}")
 
 
 def check_weights_file_name(c, name):

@@ -2,7 +2,7 @@
 
 Reading: `safetensors.safe_open` parses and checks the header (JSON, dtypes, shapes, offsets
 inside the file, no overlaps) before we touch a byte. NumPy has no bfloat16, so the library
-cannot hand one out as an array: for BF16 tensors only, we take the offsets from the header the
+cannot hand one out as an array: for BF16 (and F8_E4M3) tensors only, we take the offsets from the header the
 library has already accepted and memory-map the raw uint16 bits (runtime/dtypes.py decodes them).
 
 Writing: the library's writer needs every tensor in memory at once, which a 7B-parameter compile
@@ -17,11 +17,13 @@ import struct
 import numpy as np
 
 _TAGS = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "I32": "int32", "I64": "int64",
-         "F64": "float64", "U8": "uint8", "BOOL": "bool", "I8": "int8", "I16": "int16"}
+         "F64": "float64", "U8": "uint8", "BOOL": "bool", "I8": "int8", "I16": "int16",
+         "F8_E4M3": "float8_e4m3"}
 _NUMPY = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int32": np.int32,
           "int64": np.int64, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_, "int8": np.int8,
-          "int16": np.int16}
+          "int16": np.int16, "float8_e4m3": np.uint8}
 _TAG_OF = {name: tag for tag, name in _TAGS.items()}
+_RAW_BITS = ("bfloat16", "float8_e4m3")  # NumPy has no such dtype: memory-mapped as their bits
 
 
 class SafetensorsFormatError(ValueError):
@@ -51,7 +53,7 @@ class SafetensorsFile:
             raise SafetensorsFormatError(f"{path}: not a valid safetensors file: {_first_line(exc)}") from None
         except OSError as exc:
             raise SafetensorsFormatError(f"{path}: cannot read: {exc.strerror or _first_line(exc)}") from None
-        self._bf16_offsets = None
+        self._raw_offsets = None
 
     def keys(self):
         """Tensor names in the file."""
@@ -70,26 +72,26 @@ class SafetensorsFile:
         return self._entries[name][1]
 
     def array(self, name):
-        """The stored array (bfloat16 as uint16 bits), read-only."""
+        """The stored array (bfloat16 as uint16 bits, float8 e4m3 as bytes), read-only."""
         dtype = self.dtype(name)
-        if dtype != "bfloat16":
+        if dtype not in _RAW_BITS:
             array = self._handle.get_tensor(name)
             array.flags.writeable = False
             return array
-        start, end = self._bf16_offset(name)
+        start, end = self._raw_offset(name)
         if start == end:
-            return np.zeros(self.shape(name), dtype=np.uint16)
-        return np.memmap(self.path, dtype=np.uint16, mode="r", offset=start,
+            return np.zeros(self.shape(name), dtype=_NUMPY[dtype])
+        return np.memmap(self.path, dtype=_NUMPY[dtype], mode="r", offset=start,
                          shape=self.shape(name))
 
-    def _bf16_offset(self, name):
+    def _raw_offset(self, name):
         """Absolute byte range of a tensor, from the header the library has already validated."""
-        if self._bf16_offsets is None:
+        if self._raw_offsets is None:
             with open(self.path, "rb") as handle:
                 raw, header = read_header(handle, self.path)
-            self._bf16_offsets = {key: (len(raw) + entry["data_offsets"][0], len(raw) + entry["data_offsets"][1])
+            self._raw_offsets = {key: (len(raw) + entry["data_offsets"][0], len(raw) + entry["data_offsets"][1])
                                   for key, entry in header.items()}
-        return self._bf16_offsets[name]
+        return self._raw_offsets[name]
 
 
 MAX_HEADER_BYTES = 100 << 20  # the library's own bound

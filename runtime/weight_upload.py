@@ -18,7 +18,8 @@ from runtime.errors import PlanError
 from runtime.safetensors_file import SafetensorsFormatError, read_header
 
 BLOCK_BYTES = 1 << 26
-_DTYPE_TAGS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int32": "I32"}
+_DTYPE_TAGS = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int32": "I32", "int8": "I8", "uint8": "U8",
+               "float8_e4m3": "F8_E4M3"}
 
 
 def external_weights_path(body):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compiler.cli import main
-from runtime.plan import PLAN_FORMAT
+from runtime.plan import PLAN_FORMAT, PLAN_VERSION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +108,7 @@ def test_plan_of_another_version(tmp_path, nano_plan):
     envelope["version"] = 2  # plans whose tokenizer was a hand-written BPE's data
     path = tmp_path / "v2.plan"
     path.write_bytes(msgpack.packb(envelope, use_bin_type=True))
-    _assert_clean_error(_cgc("inspect", str(path)), "format version 2 is not supported", "supports version 3")
+    _assert_clean_error(_cgc("inspect", str(path)), "format version 2 is not supported", f"supports version {PLAN_VERSION}")
 
 
 def test_truncated_plan(tmp_path, nano_plan):

@@ -28,7 +28,7 @@ from compiler.weights import CheckpointWeights
 from runtime.errors import CgcError
 from runtime.generate import generate
 from runtime.numpy_executor import NumpyExecutor
-from runtime.plan import decode_plan, encode_plan, load_plan
+from runtime.plan import PLAN_VERSION, decode_plan, encode_plan, load_plan
 from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
 from runtime.sampling import SamplingParams
 
@@ -279,4 +279,4 @@ def test_plan_loads_after_fuzzing_left_it_alone(tmp_path, plan_bytes):
     path = tmp_path / "x.plan"
     path.write_bytes(plan_bytes)
     assert load_plan(str(path))["model"]["name"] == "llama"
-    assert msgpack.unpackb(plan_bytes, raw=False)["version"] == 3
+    assert msgpack.unpackb(plan_bytes, raw=False)["version"] == PLAN_VERSION

@@ -13,18 +13,28 @@ from runtime.plan_layout import ARGMAX_GROUP
 
 
 def roles(constants):
-    """x [T, K], (norm_stats), weight [K, N] or [N, K], (weight_up), (bias [N]), (residual), out [T, N],
-    (stats), (argmax_values, argmax_ids)."""
+    """x [T, K], (norm_stats), weight [K, N] or [N, K] (quantized: codes, weight_scale, weight_min),
+    (weight_up (, its scale and min)), (bias [N]), (residual), out [T, N], (stats), (argmax_values,
+    argmax_ids)."""
     epilogue = constants.get("epilogue", ())
-    names = ["x", *(("norm_stats",) if constants.get("prologue") else ()), "weight"]
-    names += [role for step, role in (("silu_mul", "weight_up"), ("bias", "bias"), ("residual", "residual"))
-              if step in epilogue]
+    names = ["x", *(("norm_stats",) if constants.get("prologue") else ())]
+    weights = ["weight", *quant_roles(constants)]
+    names += weights
+    if "silu_mul" in epilogue:
+        names += [name.replace("weight", "weight_up") for name in weights]
+    names += [role for step, role in (("bias", "bias"), ("residual", "residual")) if step in epilogue]
     names.append("out")
     if constants.get("row_stats"):
         names.append("stats")
     if constants.get("row_argmax"):
         names += ["argmax_values", "argmax_ids"]
     return tuple(names)
+
+
+def quant_roles(constants):
+    """The scale operands a quantized weight adds after its codes (runtime/quant.py)."""
+    mode = constants.get("weight_quant")
+    return () if mode is None else ("weight_scale", "weight_min") if mode == "int4" else ("weight_scale",)
 
 
 def tiles(rules, sm, constants, shapes):
@@ -47,6 +57,8 @@ def tiles(rules, sm, constants, shapes):
             tiles["weight_latency"] = 4 if depth >= rules.deep_k else 2
     if dtype == "float32":  # fp32 tiles are twice the bytes
         tiles["tile_k"] = min(tiles["tile_k"], 256 if tiles["tile_m"] == 1 else 32)
+    if constants.get("quant_group"):  # a K step covers whole int4 groups
+        tiles["tile_k"] = max(tiles["tile_k"], constants["quant_group"])
     if "prefetch" in tiles:  # weight tiles loaded before the wait: no more than the K steps
         tiles["prefetch"] = min(tiles["prefetch"], cdiv(depth, tiles["tile_k"]))
     if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)

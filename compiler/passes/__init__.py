@@ -1,13 +1,13 @@
 """The compiler passes, in the one order they run.
 
 Each pass is a module with `run(graph, context) -> graph` (context: passes/context.PassContext,
-the plan's max batch, target SMs and tile rules) returning a rewritten copy; rewrites several
+the plan's max batch, target SMs, tile rules and quantization) returning a rewritten copy; rewrites several
 passes share live in passes/patterns.py.
 """
 
 from compiler.passes import (concat_gate_up, concat_qkv, fold_norms, fuse_add_norm, fuse_epilogues,
                              fuse_norm_rope, hoist_transposes, infer_shapes, merge_qk_rope, plan_buffers,
-                             store_out_in)
+                             quantize_linears, store_out_in)
 from compiler.passes.context import DEFAULT, PassContext  # noqa: F401
 
 PIPELINE = (
@@ -22,6 +22,7 @@ PIPELINE = (
     merge_qk_rope,
     store_out_in,
     infer_shapes,      # re-validate what the rewrites produced
+    quantize_linears,
     plan_buffers,
 )
 

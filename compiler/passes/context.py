@@ -8,11 +8,13 @@ from compiler.tiles import SHIPPED, TileRules
 @dataclass(frozen=True)
 class PassContext:
     """Settings a pass may depend on: `max_batch` (sequences the plan decodes at once), `sms`
-    (target SMs, empty for a CPU-only plan) and the plan's tile rules."""
+    (target SMs, empty for a CPU-only plan), the plan's tile rules and `quant` ((mode, int4 group
+    size) of --quant, or None)."""
 
     max_batch: int = 1
     sms: tuple = ()
     tile_rules: TileRules = SHIPPED
+    quant: tuple | None = None
 
 
 DEFAULT = PassContext()

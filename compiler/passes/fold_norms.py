@@ -12,7 +12,8 @@ small fp32 tensor `<x>.stats` (layout: runtime/plan_layout.stats_width). The rea
 loads it before its K loop and scales its rows by rstd after it. The norm's launch and its round trip
 through memory disappear, in prefill and decode alike.
 (Gathering the sums inside the reading matmul's K loop instead ran slower: docs/tuning.md.)
-Declines per-head norms, norms with a reader that is not an [in, out] linear, norms whose
+Declines plans with quantized weights (--quant: the codes are those of the checkpoint's weights,
+so that a plan equals the model with each weight replaced by its dequantized value), per-head norms, norms with a reader that is not an [in, out] linear, norms whose
 output the program returns, and norms whose input another kind of op (or a view) produces.
 Order: after fuse_epilogues (a producer's epilogue stores the statistics), before fuse_add_norm.
 """
@@ -24,6 +25,10 @@ from compiler.passes.patterns import whole_row_norm
 
 def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norms folded into their reading linears."""
+    if context.quant is not None:  # quantized codes are of the checkpoint's weights, not diag(gamma) W
+        graph = graph.copy()
+        graph.log("fold_norms", "declined: quantized linears read the norms' outputs")
+        return graph
     graph = graph.copy()
     folded = 0
     for norm in [op for op in graph.ops if op.kind in ("layernorm", "rmsnorm")]:

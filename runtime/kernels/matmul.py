@@ -4,6 +4,7 @@ import numpy as np
 
 from runtime.kernels.shared import gelu_tanh, norm_rstd, row_stats, silu
 from runtime.plan_layout import ARGMAX_GROUP, STATS_GROUP, argmax_width
+from runtime.quant import dequantize
 
 
 def group_argmax(rows):
@@ -15,6 +16,16 @@ def group_argmax(rows):
     padded[:, :rows.shape[1]] = rows
     padded = padded.reshape(rows.shape[0], groups, ARGMAX_GROUP)
     return padded.max(axis=2), padded.argmax(axis=2) + np.arange(groups) * ARGMAX_GROUP
+
+
+def _weight(constants, operands):
+    """The next weight operand as float32 (a quantized one dequantized from its codes and scales)."""
+    mode = constants.get("weight_quant")
+    if mode is None:
+        return operands.pop(0).read()
+    codes, scale = operands.pop(0).array, operands.pop(0).read()
+    minimum = operands.pop(0).read() if mode == "int4" else None
+    return dequantize(mode, constants.get("weight_layout", "in_out"), codes, scale, minimum, constants.get("quant_group"))
 
 
 def matmul(constants, x, *rest):
@@ -29,9 +40,9 @@ def matmul(constants, x, *rest):
     if constants.get("prologue"):  # a norm folded into the weights: scale rows by 1/sqrt(var + eps)
         scale = norm_rstd(operands.pop(0).read(), rows.shape[1], constants["prologue"], constants["eps"])
     flip = (lambda w: w.T) if constants.get("weight_layout") == "out_in" else (lambda w: w)  # [N, K] weights
-    acc = rows @ flip(operands.pop(0).read())
+    acc = rows @ flip(_weight(constants, operands))
     if "silu_mul" in constants["epilogue"]:
-        up = rows @ flip(operands.pop(0).read())
+        up = rows @ flip(_weight(constants, operands))
     if scale is not None:
         acc = acc * scale
         if "silu_mul" in constants["epilogue"]:

@@ -24,7 +24,7 @@ from compiler.specialize import alignment_facts
 from compiler.kernels import choose_tiles, launch_grid, ordered
 from runtime.plan_layout import DECODE_STATS_GROUP, STATS_GROUP, argmax_width, stats_width
 
-ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int8": 1, "uint8": 1, "float8_e4m3": 1}
 
 # rel. error bounds (max |gpu - ref| / max |ref|); fp32 matmul and prefill attention ran in TF32
 # before issue 20 (float32 now unless `mma: tf32`),
@@ -141,11 +141,16 @@ def _matmul_cases():
             ("float32", 1, 192, 100, ("bias",), "layernorm", None, "out_in"),              # one row, fp32
             ("float16", 3, 768, 192, ("bias", "residual"), None, "layernorm", "out_in"),   # decode batch, MMA
             ("bfloat16", 37, 192, 1000, ("residual",), "rmsnorm", "rmsnorm", "out_in"),    # prefill MMA
-            ("float32", 37, 48, 2 * 136, ("silu_mul",), None, None, "out_in")):            # prefill gate+up, TF32
+            ("float32", 37, 48, 2 * 136, ("silu_mul",), None, None, "out_in"),             # prefill gate+up, TF32
+            # 7-8B shapes: decode row statistics over 8-column groups are 448/512 wide (a 512 block)
+            ("bfloat16", 1, 3584, 4608, ("bias",), "rmsnorm"),                     # qwen2-7b qkv, one row
+            ("bfloat16", 1, 3584, 4608, ("bias",), None),                          # the same without the norm
+            ("bfloat16", 8, 3584, 4608, ("bias",), "rmsnorm"),                     # qwen2-7b qkv, batch 8
+            ("bfloat16", 1, 4096, 6144, (), "rmsnorm")):                           # llama-8b qkv, one row
         stats = extra[:1] if extra and extra[0] else []
         argmax = "argmax" in extra
         out_in = "out_in" in extra
-        group = DECODE_STATS_GROUP if out_in and rows <= 16 else STATS_GROUP
+        group = DECODE_STATS_GROUP if rows <= 16 else STATS_GROUP  # as lowering: decode-shaped launches
         out_cols = columns // 2 if "silu_mul" in epilogue else columns
         # folded norms read raw residual rows: give them a mean and a spread far from (0, 1)
         ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8, **({"mean": 1.5, "std": 3.0} if prologue else {}))]
@@ -181,6 +186,63 @@ def _matmul_cases():
                     operand("argmax_ids", "int32", [rows, pairs], "out", parent_cols=pairs + 4)]
         name = (f"matmul-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}" + (f"-{prologue}" if prologue else "")
                 + (f"-stats-{stats[0]}" if stats else "") + ("-argmax" if argmax else "") + ("-out_in" if out_in else ""))
+        cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
+    return cases
+
+
+def _quant_matmul_cases():
+    """Quantized weights (runtime/quant.py) on every matmul path: one row on [K, N] and [N, K]
+    weights, decode MMA tiles, prefill tiles, gate+up, and an int8 LM head with group maxima."""
+    cases = []
+    for mode, dtype, rows, inner, columns, epilogue, layout, *extra in (
+            ("int4", "bfloat16", 1, 1024, 1000, ("bias",), "in_out"),             # one row [K, N]
+            ("int4", "bfloat16", 1, 1024, 384, ("residual",), "out_in"),          # one row [N, K]
+            ("int4", "bfloat16", 1, 512, 2 * 520, ("silu_mul",), "out_in"),       # one row gate+up
+            ("int4", "float16", 3, 512, 200, ("residual",), "in_out"),            # decode MMA
+            ("int4", "bfloat16", 37, 256, 300, ("bias",), "in_out"),              # prefill
+            ("int4", "float16", 37, 256, 2 * 136, ("silu_mul",), "in_out"),       # prefill gate+up
+            ("int4", "float32", 2, 256, 160, (), "out_in", 64),                   # fp32, 64-wide groups
+            ("int8", "bfloat16", 1, 2048, 1000, ("bias",), "in_out"),             # one row, 512-deep steps
+            ("int8", "float16", 1, 1024, 384, ("residual",), "out_in"),           # one row [N, K]
+            ("int8", "bfloat16", 4, 512, 2 * 520, ("silu_mul",), "in_out"),       # decode MMA gate+up
+            ("int8", "float16", 37, 192, 300, ("bias", "gelu"), "in_out"),        # prefill
+            ("int8", "float16", 2, 192, 50257, (), "in_out", None, "argmax"),     # LM head + group maxima
+            ("fp8", "bfloat16", 1, 1024, 1000, (), "in_out"),                     # one row
+            ("fp8", "bfloat16", 1, 1024, 2 * 520, ("silu_mul",), "out_in"),       # one row gate+up
+            ("fp8", "float16", 37, 192, 300, ("residual",), "in_out")):           # prefill
+        group = (extra[0] if extra and extra[0] else 32) if mode == "int4" else None
+        argmax = "argmax" in extra
+        out_in = layout == "out_in"
+        out_cols = columns // 2 if "silu_mul" in epilogue else columns
+        code_dtype = {"int8": "int8", "int4": "uint8", "fp8": "float8_e4m3"}[mode]
+        depth = inner // 2 if mode == "int4" else inner
+        ops = [operand("x", dtype, [rows, inner], parent_cols=inner + 8)]
+        for name in ("weight", "weight_up") if "silu_mul" in epilogue else ("weight",):
+            ops.append(operand(name, code_dtype, [out_cols, depth] if out_in else [depth, out_cols],
+                               parent_cols=(depth if out_in else out_cols) + 128))
+            if mode == "int4":
+                groups = [out_cols, inner // group] if out_in else [inner // group, out_cols]
+                ops += [operand(f"{name}_scale", dtype if dtype != "float32" else "float32", groups),
+                        operand(f"{name}_min", dtype if dtype != "float32" else "float32", groups)]
+            else:
+                ops.append(operand(f"{name}_scale", "float32", [out_cols]))
+        if "bias" in epilogue:
+            ops.append(operand("bias", dtype, [columns]))
+        if "residual" in epilogue:
+            ops.append(operand("residual", dtype, [rows, out_cols]))
+        ops.append(operand("out", dtype, [rows, out_cols], "out"))
+        constants = {"dtype": dtype, "out_dtype": dtype, "epilogue": list(epilogue), "weight_quant": mode}
+        if group:
+            constants["quant_group"] = group
+        if out_in:
+            constants["weight_layout"] = "out_in"
+        if argmax:
+            constants["row_argmax"] = True
+            pairs = argmax_width(out_cols)
+            ops += [operand("argmax_values", "float32", [rows, pairs], "out", parent_cols=pairs + 4),
+                    operand("argmax_ids", "int32", [rows, pairs], "out", parent_cols=pairs + 4)]
+        name = (f"matmul-{mode}-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue) or 'plain'}-{layout}"
+                + (f"-g{group}" if group else "") + ("-argmax" if argmax else ""))
         cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
     return cases
 
@@ -305,7 +367,7 @@ def _sample_cases():
 def all_cases():
     """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case;
     the operands in the template's order (compiler/kernels/<template>.py roles, as lowering uses)."""
-    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _elementwise_cases() + _rope_cases()
+    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _quant_matmul_cases() + _elementwise_cases() + _rope_cases()
              + _attention_cases() + _sample_cases())
     return [(name, template, constants, ordered(template, constants, {o["name"]: o for o in ops}), bound)
             for name, template, constants, ops, bound in cases]

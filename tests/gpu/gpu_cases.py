@@ -17,6 +17,10 @@ CACHE_DIR = os.environ.get("CGC_CACHE_DIR", os.path.join("artifacts", "cache"))
 # llama also as --dtype tf32 and with 3 sequences (test_plan_gpu.py)
 PARITY_FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
 EXTRA_PARITY = [("llama", 3, "float32"), ("llama", 2, "tf32")]
+# quantized parity plans (--quant, int4 groups of QUANT_GROUP): every family and mode, one row
+# (max_batch 1) and MMA decode (2)
+QUANT_MODES = ("int8", "int4", "fp8")
+QUANT_PARITY = [(family, mode, batch) for family in PARITY_FAMILIES for mode in QUANT_MODES for batch in (1, 2)]
 
 # Kernel sweep: (name, graph, preset, overrides, dtype, prefill bucket[, plan limits]); plans are
 # for 2 sequences of 64 positions unless the limits say otherwise. Plans long enough to split
@@ -32,14 +36,21 @@ KERNEL_CASES = [
     ("qwen3-tiny-bf16-long", "qwen3", "tiny", {"num_hidden_layers": 1, "head_dim": 128}, "bfloat16", 16,
      {"max_batch": 2, "max_seq": 576}),
     ("gpt2-nano-fp16-one-row", "gpt2", "nano", {"n_layer": 1}, "float16", 16, {"max_batch": 1, "max_seq": 1024}),
+    ("llama-tiny-bf16-int4", "llama", "tiny", {"num_hidden_layers": 1}, "bfloat16", 16,
+     {"max_batch": 1, "quant": "int4", "group_size": 32}),
+    ("qwen3-tiny-fp16-int8", "qwen3", "tiny", {"num_hidden_layers": 1}, "float16", 37,
+     {"max_batch": 2, "quant": "int8"}),
+    ("qwen2-tiny-bf16-fp8", "qwen2", "tiny", {"num_hidden_layers": 1}, "bfloat16", 16,
+     {"max_batch": 1, "quant": "fp8"}),
 ]
 
 
-def parity_options(checkpoint, sm, max_batch=2, dtype="float32"):
+def parity_options(checkpoint, sm, max_batch=2, dtype="float32", quant=None):
     """Options of a parity plan compiled from an HF checkpoint directory (max_batch 1: the one-row
     decode path, with [out, in] weights; see compiler/passes/store_out_in.py)."""
+    from tests.hf_reference import QUANT_GROUP
     return CompileOptions(checkpoint=checkpoint, max_batch=max_batch, max_seq=48, prefill_buckets=(8, 16),
-                          sms=(sm,), cache_dir=CACHE_DIR, dtype=dtype)
+                          sms=(sm,), cache_dir=CACHE_DIR, dtype=dtype, quant=quant, group_size=QUANT_GROUP)
 
 
 def kernel_case_options(case, sm):
@@ -52,7 +63,7 @@ def kernel_case_options(case, sm):
 
 def warm_cache(sm):
     """Compile every GPU-test plan for `sm` once, leaving its cubins in the cache."""
-    from tests.hf_reference import build_model, save_checkpoint
+    from tests.hf_reference import QUANT_SIZES, build_model, save_checkpoint
     with tempfile.TemporaryDirectory() as workdir:
         for index, family in enumerate(PARITY_FAMILIES):
             checkpoint = os.path.join(workdir, family)
@@ -66,6 +77,13 @@ def warm_cache(sm):
                          parity_options(checkpoint, sm, max_batch, dtype))
         for case in KERNEL_CASES:
             compile_plan(case[1], os.path.join(workdir, f"{case[0]}.plan"), kernel_case_options(case, sm))
+        for family in PARITY_FAMILIES:
+            checkpoint = os.path.join(workdir, f"{family}-quant")
+            save_checkpoint(build_model(family, seed=PARITY_FAMILIES.index(family), **QUANT_SIZES.get(family, {})),
+                            checkpoint)
+            for _, mode, max_batch in (case for case in QUANT_PARITY if case[0] == family):
+                compile_plan(family, os.path.join(workdir, f"{family}-{mode}-{max_batch}.plan"),
+                             parity_options(checkpoint, sm, max_batch, quant=mode))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from runtime.kernels.attention_merge import merge_splits  # noqa: E402
 from runtime.kernels.matmul import group_argmax  # noqa: E402
 from runtime.kernels.shared import norm_rstd, row_stats  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
+from runtime.quant import dequantize, e4m3_decode, e4m3_encode  # noqa: E402
 from tests.gpu.gpu_cases import KERNEL_CASES, kernel_case_options  # noqa: E402
 
 BOUNDS = {"float32": 1e-3, "float16": 2e-2, "bfloat16": 5e-2}  # float32 multiplies in float32 (TF32: 5e-3)
@@ -152,8 +153,9 @@ def test_each_launch_matches_numpy(case_plan, program):
 # elements), in operand order; the block size is the cubin's EIATTR_REQNTID (manifest "block").
 
 CUBIN_DIR = os.environ.get("CGC_GPU_CUBINS")
-STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int32": np.int32}
-ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4}
+STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int32": np.int32, "int8": np.int8,
+           "uint8": np.uint8, "float8_e4m3": np.uint8}
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int8": 1, "uint8": 1, "float8_e4m3": 1}
 
 
 def _load_manifest():
@@ -174,6 +176,11 @@ def encode(values, dtype):
         bits = values.view(np.uint32).astype(np.uint64)
         rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
         return np.where(np.isnan(values), np.uint16(0x7FC0), rounded)
+    if dtype == "float8_e4m3":
+        return e4m3_encode(np.nan_to_num(values))
+    if dtype in ("int8", "uint8"):
+        info = np.iinfo(STORAGE[dtype])
+        return np.clip(np.rint(np.nan_to_num(values)), info.min, info.max).astype(STORAGE[dtype])
     return values.astype(STORAGE[dtype])
 
 
@@ -181,6 +188,8 @@ def decode(bits, dtype):
     """storage bits -> float64 values (int32 stays integral)."""
     if dtype == "bfloat16":
         return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    if dtype == "float8_e4m3":
+        return e4m3_decode(bits).astype(np.float64)
     return bits.astype(np.float64)
 
 
@@ -198,6 +207,17 @@ def _input_values(case, entry, rng):
     if name in ("cos", "sin"):
         angles = rng.uniform(0, 2 * np.pi, size=shape)
         return np.cos(angles) if name == "cos" else np.sin(angles)
+    mode = case["constants"].get("weight_quant")
+    if mode and name in ("weight", "weight_up"):  # codes: int8 in [-127, 127], int4 byte pairs, e4m3 around +-16
+        return {"int8": lambda: rng.integers(-127, 128, size=shape), "int4": lambda: rng.integers(0, 256, size=shape),
+                "fp8": lambda: 16 * rng.standard_normal(shape)}[mode]()
+    if mode and name.endswith("_scale"):  # weights of about 1/sqrt(K): codes' spread times the scale
+        depth = case["operands"][0]["shape"][1]
+        spread = {"int8": 73.0, "int4": 4.6, "fp8": 16.0}[mode]
+        return rng.uniform(0.5, 1.5, size=shape) / (spread * np.sqrt(depth))
+    if mode and name.endswith("_min"):  # about -7.5 codes' worth: int4 weights centered near 0
+        depth = case["operands"][0]["shape"][1]
+        return -rng.uniform(6.0, 9.0, size=shape) / (4.6 * np.sqrt(depth))
     if name == "weight" and case["template"] == "matmul":
         return rng.standard_normal(shape) / np.sqrt(shape[0])
     if name == "weight":
@@ -303,11 +323,29 @@ def _ref_add_norm(c, v):
     return {"sum_out": total, "norm_out": normed}
 
 
+def _dequantized(c, v, name):
+    """A weight operand's values; quantized ones from their codes and scales (runtime/quant.py)."""
+    mode = c.get("weight_quant")
+    if mode is None:
+        return v[name]
+    layout = c.get("weight_layout", "in_out")
+    if mode == "int4":
+        return dequantize("int4", layout, v[name].astype(np.uint8), v[f"{name}_scale"], v[f"{name}_min"],
+                          c["quant_group"]).astype(np.float64)
+    scale = v[f"{name}_scale"]
+    return v[name] * (scale[:, None] if layout == "out_in" else scale[None, :])
+
+
 def _ref_matmul(c, v):
     x = v["x"]
     out_in = c.get("weight_layout") == "out_in"  # weights given [N, K]
-    acc = x @ (v["weight"].T if out_in else v["weight"])
-    up = x @ (v["weight_up"].T if out_in else v["weight_up"]) if "silu_mul" in c["epilogue"] else None
+    weight = _dequantized(c, v, "weight")
+    acc = x @ (weight.T if out_in else weight)
+    if "silu_mul" in c["epilogue"]:
+        weight_up = _dequantized(c, v, "weight_up")
+        up = x @ (weight_up.T if out_in else weight_up)
+    else:
+        up = None
     if c.get("prologue"):  # a folded norm: rows scaled by 1/sqrt(var + eps) from the given stats
         rstd = norm_rstd(v["norm_stats"], x.shape[1], c["prologue"], c["eps"])
         acc = acc * rstd

@@ -8,7 +8,7 @@ import pytest
 
 from compiler.compile import CompileOptions, compile_plan
 from runtime.errors import PlanError
-from runtime.plan import decode_plan, encode_plan, load_plan
+from runtime.plan import PLAN_VERSION, decode_plan, encode_plan, load_plan
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,6 @@ def test_deep_nesting_and_huge_lengths_are_refused():
     huge = b"\xdd\xff\xff\xff\xff"  # an array claiming 4 G entries
     with pytest.raises(PlanError, match="truncated or corrupted"):
         decode_plan(huge, "x.plan")
-    envelope = {"format": "cgc-plan", "version": 3, "body_sha256": "0", "body": b""}
+    envelope = {"format": "cgc-plan", "version": PLAN_VERSION, "body_sha256": "0", "body": b""}
     with pytest.raises(PlanError, match="checksum"):
         decode_plan(msgpack.packb(envelope, use_bin_type=True), "x.plan")

@@ -67,6 +67,13 @@ def test_huge_header_length_and_non_files_are_refused(tmp_path):
 
 def test_unsupported_dtype_named(tmp_path):
     handle = SafetensorsFile(_raw(tmp_path / "x.safetensors",
-                                  {"a": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"ab"))
-    with pytest.raises(SafetensorsFormatError, match="tensor 'a' has unsupported dtype F8_E4M3"):
+                                  {"a": {"dtype": "F8_E5M2", "shape": [2], "data_offsets": [0, 2]}}, b"ab"))
+    with pytest.raises(SafetensorsFormatError, match="tensor 'a' has unsupported dtype F8_E5M2"):
         handle.dtype("a")
+
+
+def test_float8_e4m3_reads_as_its_bytes(tmp_path):
+    handle = SafetensorsFile(_raw(tmp_path / "x.safetensors",
+                                  {"a": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, bytes([0x38, 0xC0])))
+    assert handle.dtype("a") == "float8_e4m3"
+    assert to_float32(handle.array("a"), "float8_e4m3").tolist() == [1.0, -2.0]

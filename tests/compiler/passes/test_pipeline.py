@@ -14,7 +14,7 @@ def test_every_pass_takes_the_graph_and_a_context():
 def test_pipeline_runs_in_order_and_the_context_reaches_the_passes():
     seen = []
     one_row = run_pipeline(small_graph("qwen3"), PassContext(max_batch=1), progress=seen.append)
-    assert seen == [pass_name(p) for p in PIPELINE] and seen[0] == seen[-2] == "infer_shapes"
+    assert seen == [pass_name(p) for p in PIPELINE] and seen[0] == seen[-3] == "infer_shapes"
     batched = run_pipeline(small_graph("qwen3"), PassContext(max_batch=8))
     layouts = [{op.attrs.get("layout") for op in graph.ops if op.kind == "linear"} for graph in (one_row, batched)]
     assert "out_in" in layouts[0] and layouts[1] == {"in_out"}
