@@ -5,9 +5,12 @@ a Llama-3.1-8B-shaped model (bf16), batch 1 and 8, a 16-token random prompt, the
 greedy new tokens (EOS ignored). All peers share one set of random weights (a HF checkpoint written
 first, on the GPU for the large models, which cgc compiles; one plan per model and batch). The
 floor is the weight-read bound: batch / (weight bytes per step / copy bandwidth measured here).
+With --quants, cgc also runs plans compiled with --quant (each against the bytes its own decode
+step reads), and reports how many of their greedy tokens differ from the unquantized plan's.
 Writes benchmarks/results/decode-<gpu>[-<tag>].json and .png.
 
     python benchmarks/decode.py [--models gpt2,qwen3] [--batches 1,8] [--new-tokens 128] [--skip-hf] [--tag T]
+                                [--quants none,int8,int4,fp8]
     python benchmarks/decode.py --export-only 90   # fill the kernel cache (CGC_CACHE_DIR) where tileiras works
 
 The cache keys depend on the plan's shapes, so export with the same --models, --batches and
@@ -30,6 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from compiler.compile import CompileOptions, compile_plan, stderr_log  # noqa: E402
 from compiler.tiles import SHIPPED  # noqa: E402
+from runtime.plan import load_plan  # noqa: E402
+from runtime.step_bytes import decode_weight_bytes  # noqa: E402
 
 LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
                    original_max_position_embeddings=8192)
@@ -96,13 +101,14 @@ def build_checkpoint(key, directory):
     return hf
 
 
-def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, tile_rules=SHIPPED, overrides=None):
-    """Compile the cgc plan of (model, batch) from `checkpoint` under `tile_rules`; returns seconds taken."""
+def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, tile_rules=SHIPPED, overrides=None, quant=None):
+    """Compile the cgc plan of (model, batch) from `checkpoint` under `tile_rules` (quantized with
+    `quant`, default group size); returns seconds taken."""
     model = MODELS[key]
     options = CompileOptions(preset=model["preset"], checkpoint=checkpoint, overrides=overrides or {},
                              dtype=model["dtype"], sms=(sm,),
                              max_batch=batch, max_seq=max_seq(new_tokens), prefill_buckets=(PROMPT,),
-                             cache_dir=os.environ.get("CGC_CACHE_DIR"), tile_rules=tile_rules)
+                             cache_dir=os.environ.get("CGC_CACHE_DIR"), tile_rules=tile_rules, quant=quant)
     started = time.perf_counter()
     compile_plan(model["graph"], plan_path, options, log=stderr_log)
     return time.perf_counter() - started
@@ -117,18 +123,21 @@ def built_checkpoints(keys, workdir):
         yield key, checkpoint
 
 
-def export_only(sm, keys, batches, new_tokens, workdir):
+def export_only(sm, keys, batches, new_tokens, workdir, quants=(None,)):
     """Fill the kernel cache with every cubin the benchmark needs (on a machine with tileiras)."""
     for key in [key for key in keys if MODELS[key].get("large")]:
         for batch in batches:
-            _say(f"compiling one layer of {MODELS[key]['name']} batch {batch} for sm_{sm}")
-            compile_model(key, batch, new_tokens, sm, None, os.path.join(workdir, f"{key}-{batch}.plan"),
-                          overrides={"num_hidden_layers": 1})
-            os.remove(os.path.join(workdir, f"{key}-{batch}.plan"))
+            for quant in quants:
+                _say(f"compiling one layer of {MODELS[key]['name']} batch {batch} {quant or ''} for sm_{sm}")
+                compile_model(key, batch, new_tokens, sm, None, os.path.join(workdir, f"{key}-{batch}.plan"),
+                              overrides={"num_hidden_layers": 1}, quant=quant)
+                remove_plan(os.path.join(workdir, f"{key}-{batch}.plan"))
     for key, checkpoint in built_checkpoints([key for key in keys if not MODELS[key].get("large")], workdir):
         for batch in batches:
-            _say(f"compiling {MODELS[key]['name']} batch {batch} for sm_{sm}")
-            compile_model(key, batch, new_tokens, sm, checkpoint, os.path.join(workdir, f"{key}-{batch}.plan"))
+            for quant in quants:
+                _say(f"compiling {MODELS[key]['name']} batch {batch} {quant or ''} for sm_{sm}")
+                compile_model(key, batch, new_tokens, sm, checkpoint, os.path.join(workdir, f"{key}-{batch}.plan"),
+                              quant=quant)
 
 
 def remove_plan(path):
@@ -207,6 +216,11 @@ def measure_hf(hf, prompt, new_tokens):
     return prompt.shape[0] * (new_tokens - 1) / (total - first), tokens
 
 
+def _first_difference(tokens, reference):
+    """Per sequence, the first step whose greedy token differs (None where none does)."""
+    return [next((int(i) for i in np.nonzero(row != ref)[0][:1]), None) for row, ref in zip(tokens, reference)]
+
+
 def _mismatches(tokens, reference):
     return int((tokens[:, :CHECK_TOKENS] != reference[:, :CHECK_TOKENS]).sum())
 
@@ -229,6 +243,19 @@ def run_model(key, args, sm, bandwidth, workdir):
         rates, tokens = {}, {}
         _say(f"measuring cgc, {model['name']} batch {batch}")
         rates["cgc"], tokens["cgc"], load_s = measure_cgc(plan_path, prompts.tolist(), args.new_tokens)
+        quantized = {}
+        for quant in (q for q in args.quants if q):
+            quant_path = os.path.join(workdir, f"{key}-{batch}-{quant}.plan")
+            _say(f"compiling and measuring cgc {quant}, {model['name']} batch {batch}")
+            quant_compile_s = compile_model(key, batch, args.new_tokens, sm, checkpoint, quant_path, quant=quant)
+            quant_bytes = decode_weight_bytes(load_plan(quant_path))
+            rate, quant_tokens, _ = measure_cgc(quant_path, prompts.tolist(), args.new_tokens)
+            rates[f"cgc {quant}"] = rate
+            quantized[quant] = {"weight_bytes_per_step": quant_bytes, "floor_tokens_per_s": batch * bandwidth / quant_bytes,
+                                "floor_fraction": rate * quant_bytes / (batch * bandwidth), "compile_s": quant_compile_s,
+                                "greedy_tokens_differing_from_unquantized": int((quant_tokens != tokens["cgc"]).sum()),
+                                "first_differing_step": _first_difference(quant_tokens, tokens["cgc"])}
+            remove_plan(quant_path)
         _say(f"measuring pytorch cuda-graph, {model['name']} batch {batch}")
         with torch.no_grad():
             rates[PEERS[1]], tokens[PEERS[1]] = measure_torch(key, hf, prompt, args.new_tokens)
@@ -246,7 +273,7 @@ def run_model(key, args, sm, bandwidth, workdir):
                      "floor_tokens_per_s": batch * bandwidth / step_bytes,
                      "floor_fraction": {peer: rate * step_bytes / (batch * bandwidth) for peer, rate in rates.items()},
                      "weight_bytes_per_step": step_bytes, "compile_s": compile_s, "load_s": load_s,
-                     f"greedy_mismatches_first_{CHECK_TOKENS}_tokens": check})
+                     f"greedy_mismatches_first_{CHECK_TOKENS}_tokens": check, "quantized": quantized})
     del hf
     torch.cuda.empty_cache()
     return rows
@@ -270,7 +297,9 @@ def main():
     parser.add_argument("--hf-new-tokens", type=int, default=32, help="new tokens for the (slow) HF peer")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--tag", help="suffix of the results file names (decode-<gpu>-<tag>.json)")
+    parser.add_argument("--quants", default="none", help="cgc plans to run: none (16-bit) and/or int8, int4, fp8")
     args = parser.parse_args()
+    args.quants = [None if q == "none" else q for q in args.quants.split(",")]
     args.models = args.models.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
     unknown = [m for m in args.models if m not in MODELS]
@@ -278,7 +307,7 @@ def main():
         parser.error(f"unknown model {unknown[0]}" if unknown else "--new-tokens and --hf-new-tokens must be >= 2")
     if args.export_only:
         with tempfile.TemporaryDirectory() as workdir:
-            export_only(args.export_only, args.models, args.batches, args.new_tokens, workdir)
+            export_only(args.export_only, args.models, args.batches, args.new_tokens, workdir, args.quants)
         return
     import cupy
     import torch
@@ -312,8 +341,10 @@ def _print_table(rows, device, bandwidth):
     for row in rows:
         rates = row["tokens_per_s"]
         for peer, rate in rates.items():
+            quant = row.get("quantized", {}).get(peer.removeprefix("cgc "))
+            floor = quant["floor_tokens_per_s"] if quant else row["floor_tokens_per_s"]
             print(f"{row['model']:<12} {row['batch']:>5} {peer:<22} {rate:>9.0f} {rates['cgc'] / rate:>11.2f}x "
-                  f"{rate / row['floor_tokens_per_s']:>10.3f}")
+                  f"{rate / floor:>10.3f}")
         mismatches = row[f"greedy_mismatches_first_{CHECK_TOKENS}_tokens"]
         checks = ", ".join(f"{name} {count}" for name, count in mismatches.items())
         print(f"{row['model']:<12} {row['batch']:>5} floor {row['floor_tokens_per_s']:.0f} tok/s; greedy mismatches in "

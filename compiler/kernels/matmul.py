@@ -50,8 +50,9 @@ def tiles(rules, sm, constants, shapes):
         if columns > rules.wide_decode_columns:
             tiles.update(rules.wide_decode)
         elif rows == 1 and constants.get("weight_layout") == "out_in":
-            tiles.update(_out_in_one_row(rules, sm, columns, depth, dtype))
-        elif rows == 1 and (one_row := _one_row(rules, constants, depth)):
+            tiles.update(_out_in_one_row(rules, sm, columns, depth, dtype, constants))
+        elif rows == 1 and not _stats_groups_over_one(constants, rules.one_row["tile_n"]) and (
+                one_row := _one_row(rules, constants, depth)):
             tiles.update(one_row)
         else:
             tiles["weight_latency"] = 4 if depth >= rules.deep_k else 2
@@ -97,12 +98,20 @@ def _one_row(rules, constants, depth):
     return {**rules.one_row, "tile_k": 512 if depth >= rules.deep_k else 256, **hints}
 
 
-def _out_in_one_row(rules, sm, columns, depth, dtype):
+def _stats_groups_over_one(constants, tile_n):
+    """Whether a one-row CTA of `tile_n` columns would store more than one row-statistics group:
+    such kernels hung on the H200 (one group a CTA ran; docs/tuning.md), so they take other tiles."""
+    return bool(constants.get("row_stats")) and tile_n > constants["stats_group"]
+
+
+def _out_in_one_row(rules, sm, columns, depth, dtype, constants):
     """One-row tiles on [N, K] weights, K = `depth`: the fewest whole weight rows per CTA that keep
-    the CTAs within the SMs' slots (see rules.out_in_rows, out_in_k)."""
+    the CTAs within the SMs' slots (see rules.out_in_rows, out_in_k); one statistics group a CTA
+    where the launch stores row statistics."""
     hints = rules.one_row_hints.get(dtype, {})
     slots = sm_count(rules, sm) * hints.get("occupancy", 1)
-    tile_n = next((rows for rows in rules.out_in_rows if cdiv(columns, rows) <= slots), rules.out_in_rows[-1])
+    fitting = [rows for rows in rules.out_in_rows if not _stats_groups_over_one(constants, rows)] or [rules.out_in_rows[0]]
+    tile_n = next((rows for rows in fitting if cdiv(columns, rows) <= slots), fitting[-1])
     deep = depth >= rules.deep_k and covers_sms(rules, sm, cdiv(columns, tile_n), rules.out_in_deep_fill)
     return {**rules.one_row, "tile_n": tile_n, "tile_k": rules.out_in_k[tile_n][deep], **hints}
 

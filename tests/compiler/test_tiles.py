@@ -104,6 +104,18 @@ def test_one_row_out_in_matmuls_step_deeper_from_deep_k_where_their_ctas_fill_th
     assert launch_grid("matmul", tiles(3072, 1024), {"x": (1, 3072), "out": (1, 1024)}) == (1, 128, 1)
 
 
+def test_one_row_matmuls_storing_row_statistics_store_one_group_a_cta():
+    """One-row CTAs storing two or four 8-column statistics groups hung on the H200 (one ran)."""
+    stats = {"row_stats": "rmsnorm", "stats_group": 8}
+    out_in = _matmul("bfloat16", 1, 2048, 4096, ("residual",), weight_layout="out_in", **stats)
+    assert out_in["tile_m"] == 1 and out_in["tile_n"] == 8  # 512 CTAs rather than 256 of 16 rows
+    assert _matmul("bfloat16", 1, 2048, 4096, ("residual",), weight_layout="out_in")["tile_n"] == 16
+    assert _matmul("bfloat16", 1, 2048, 1000, ("residual",), **stats)["tile_m"] == 16  # [K, N]: MMA tiles
+    assert _matmul("bfloat16", 1, 2048, 1000, ("residual",))["tile_m"] == 1
+    small = _matmul("bfloat16", 1, 2048, 2048, ("residual",), sm=87, weight_layout="out_in", **stats)
+    assert small["tile_n"] == 8  # an 16-SM Orin would otherwise take 32 rows a CTA
+
+
 def test_prefill_matmuls_take_the_candidate_filling_the_waves():
     assert _matmul(F16, 1024, 768, 2304) == {"tile_m": 128, "tile_n": 128, "tile_k": 64, "occupancy": 2}
     assert _matmul(F16, 1024, 768, 768)["tile_m"] == 64  # the N=768 projections: 64x128

@@ -80,7 +80,7 @@ def _decode_starts(batch, max_seq, late):
     near the end, where every split of the first sequence has cache tiles and the first split
     loops over a second, or early, where the later splits have none."""
     if max_seq <= 64:
-        return [5, 9] if late else [1, 3]
+        return ([5, 9] if late else [1, 3])[:batch]
     return ([max_seq - 40, max_seq - 150] if late else [20, 70])[:batch]
 
 

@@ -14,7 +14,7 @@ from compiler.compile import CompileOptions, compile_plan  # noqa: E402
 from runtime.generate import generate  # noqa: E402
 from runtime.numpy_executor import NumpyExecutor  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
-from tests.hf_reference import QUANT_QUANT_GROUP, QUANT_SIZES, build_model, fake_quantize, save_checkpoint  # noqa: E402
+from tests.hf_reference import QUANT_GROUP, QUANT_SIZES, build_model, fake_quantize, save_checkpoint  # noqa: E402
 from tests.parity import PROMPT_LENGTHS, check_prefill_and_decode, hf_greedy  # noqa: E402
 
 FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]

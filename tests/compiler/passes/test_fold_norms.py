@@ -58,3 +58,14 @@ def test_fold_norms_weights_match_the_norm():
     rstd = norm_rstd(stats, width, "layernorm", 1e-5)
     folded = (x @ build_weight(weights, "w'", Source())) * rstd + build_weight(weights, "b'", Source())
     np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_fold_norms_declines_rows_wider_than_the_limit():
+    from compiler.graph_loader import load_graph
+    from compiler.passes.fold_norms import FOLD_WIDTH_LIMIT
+    graph = fuse_epilogues.run(concat_gate_up.run(concat_qkv.run(hoist_transposes.run(infer_shapes.run(load_graph(
+        "llama", preset="tiny", overrides={"hidden_size": FOLD_WIDTH_LIMIT + 256, "num_attention_heads": 9,
+                                           "num_key_value_heads": 3, "head_dim": 256}))))))
+    folded = fold_norms.run(graph)
+    assert [op.kind for op in folded.ops] == [op.kind for op in graph.ops]
+    assert not any("prologue" in op.attrs for op in folded.ops)
