@@ -61,12 +61,13 @@ def compile_plan(graph_path, output_path, options, log=None):
     options, targets = _resolve_targets(options)
     check_output(output_path)
     remove_stale_temps(os.path.dirname(os.path.abspath(output_path)))
+    options, exact_scales = _checkpoint_quantization(options, log)
     storage_dtype = "float32" if options.dtype == "tf32" else options.dtype
     graph = load_graph(graph_path, options.preset, options.checkpoint, options.overrides, storage_dtype)
     options = _resolve_lengths(options, graph, log)
     log(f"loaded {graph.source}: {len(graph.ops)} ops, {len(graph.weights)} checkpoint tensors")
     context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules,
-                          quant=(options.quant, options.group_size) if options.quant else None)
+                          quant=(options.quant, options.group_size, exact_scales) if options.quant else None)
     graph = run_pipeline(graph, context, progress=lambda name: log(f"pass {name}"))
     lowering = Lowering(graph, options.max_batch, options.max_seq, options.tile_rules)
     programs = {shape.name: lowering.lower_program(shape)
@@ -187,6 +188,23 @@ def _check_quant(options):
     if options.quant == "fp8" and lacking:
         raise CompileError(f"--quant fp8: sm_{lacking[0]} has no fp8 (SMs with fp8: "
                            f"{', '.join(map(str, FP8_SMS))}); use --quant int8 there")
+
+
+def _checkpoint_quantization(options, log):
+    """(options, int4 scale dtype or None): a pre-quantized checkpoint (compiler/prequantized.py)
+    compiles as --quant int4 with its own group size, its scales kept exactly (float32, since
+    min = -zero * scale need not fit float16); another --quant or --group-size is refused."""
+    from compiler.errors import CompileError
+    from compiler.prequantized import read_quantization_config
+    config = read_quantization_config(options.checkpoint) if options.checkpoint else None
+    if config is None:
+        return options, None
+    if options.quant not in (None, "int4") or (options.quant == "int4" and options.group_size != config.group_size):
+        raise CompileError(f"{options.checkpoint}: the checkpoint is {config.method.upper()} int4 in groups of "
+                           f"{config.group_size}; compile it without --quant (or --quant int4 --group-size "
+                           f"{config.group_size})")
+    log(f"{config.method.upper()} checkpoint: int4 in groups of {config.group_size}, codes and scales kept as stored")
+    return dataclasses.replace(options, quant="int4", group_size=config.group_size), "float32"
 
 
 def _quantization(graph, options):

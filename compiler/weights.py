@@ -25,7 +25,9 @@ class CheckpointWeights:
     IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
     def __init__(self, directory):
+        from compiler.prequantized import read_quantization_config
         self.directory = directory
+        self.quantization = None  # a pre-quantized checkpoint's QuantizationConfig (compiler/prequantized.py)
         if not os.path.isdir(directory):
             raise CheckpointError(f"{directory}: --weights expects a checkpoint directory (config.json + *.safetensors)")
         paths = sorted(glob.glob(os.path.join(glob.escape(directory), "*.safetensors")))
@@ -42,6 +44,24 @@ class CheckpointWeights:
                     raise CheckpointError(f"{path}: tensor '{key}' is also in {self.files[key].path} "
                                           f"(a tensor must be in exactly one shard)")
                 self.files[key] = handle
+        self.quantization = read_quantization_config(directory)
+
+    def quantized_prefix(self, name):
+        """The prefix of `name` ("<prefix>.weight") when the checkpoint stores it pre-quantized."""
+        prefix = name.removesuffix(".weight")
+        if self.quantization is None or prefix == name:
+            return None
+        return next((p for p in (prefix, prefix.removeprefix("transformer."), "transformer." + prefix)
+                     if p + ".qweight" in self.files), None)
+
+    def quantized_parts(self, name, shape):
+        """{codes, scale, min} ([N, K], [N, K/G], [N, K/G]) of the pre-quantized linear weight `name`
+        of HF shape `shape`, or None when the checkpoint stores it as floats."""
+        from compiler.prequantized import linear_parts
+        prefix = self.quantized_prefix(name)
+        if prefix is None:
+            return None
+        return linear_parts(self.quantization, _Tensors(self), prefix, tuple(shape))
 
     def _lookup(self, name):
         # GPT-2 checkpoints saved from GPT2Model lack the "transformer." prefix.
@@ -56,6 +76,11 @@ class CheckpointWeights:
         left over means the graph and the checkpoint disagree, e.g. on the number of layers)."""
         used = set()
         for name, shape in names.items():
+            prefix = self.quantized_prefix(name)
+            if prefix is not None:  # qweight, qzeros, scales (, g_idx): checked as they are read
+                used.update(key for key in (f"{prefix}.{part}" for part in ("qweight", "qzeros", "scales", "g_idx"))
+                            if key in self.files)
+                continue
             key = self._lookup(name)
             if key is None:
                 raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")
@@ -74,7 +99,12 @@ class CheckpointWeights:
             raise CheckpointError(f"{handle.path}: tensor '{key}' has shape {list(actual)}, expected {list(shape)}")
 
     def get(self, name, shape):
-        """The tensor `name` as float32, checked against `shape` and for NaN / Inf values."""
+        """The tensor `name` as float32, checked against `shape` and for NaN / Inf values (a
+        pre-quantized linear weight dequantized)."""
+        parts = self.quantized_parts(name, shape)
+        if parts is not None:
+            from compiler.prequantized import dequantized
+            return dequantized(parts, self.quantization.group_size)
         key = self._lookup(name)
         if key is None:
             raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")
@@ -92,6 +122,27 @@ class CheckpointWeights:
             bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
             raise CheckpointError(f"{handle.path}: tensor '{key}' has {bad} NaN or Inf values (expected finite weights)")
         return values
+
+
+class _Tensors:
+    """Stored arrays of a checkpoint by name (integer and float), for compiler/prequantized.py."""
+
+    def __init__(self, checkpoint):
+        self.checkpoint = checkpoint
+
+    def __contains__(self, name):
+        return name in self.checkpoint.files
+
+    def __call__(self, name):
+        handle = self.checkpoint.files.get(name)
+        if handle is None:
+            raise CheckpointError(f"{self.checkpoint.directory}: pre-quantized checkpoint has no tensor '{name}'")
+        try:
+            dtype = handle.dtype(name)
+        except SafetensorsFormatError as exc:
+            raise CheckpointError(str(exc)) from None
+        array = handle.array(name)
+        return to_float32(array, dtype) if dtype in ("float16", "bfloat16") else array
 
 
 def checkpoint_names(weights, names):
@@ -178,10 +229,44 @@ def build_weight(weights, name, source):
 
 
 def quantized_parts(weights, recipe, source):
-    """{part: array} of a ("quantize", ...) recipe's weight: codes in storage form, scales as float32."""
+    """{part: array} of a ("quantize", ...) recipe's weight: codes in storage form, scales as float32.
+    A weight made only of a pre-quantized checkpoint's linears keeps their codes and scales."""
     from compiler.quantize import quantize
+    from runtime.quant import pack_int4
     _, base, mode, group_size, layout, _, scale_dtype = recipe
+    if mode == "int4" and getattr(source, "quantization", None) is not None:
+        parts = _prequantized(weights, base, source)
+        if parts is not None:
+            axis = 1 if layout == "out_in" else 0
+            if parts["axis"] != axis:
+                parts = {key: value.T for key, value in parts.items() if key != "axis"}
+            stored = {key: to_float32(from_float32(parts[key], scale_dtype), scale_dtype) for key in ("scale", "min")}
+            if not all(np.array_equal(stored[key], parts[key]) for key in stored):
+                raise CheckpointError(f"weight '{base}': the checkpoint's scales do not fit {scale_dtype} exactly")
+            return {"codes": pack_int4(parts["codes"], layout), **stored}
     return quantize(mode, layout, build_weight(weights, base, source), group_size, scale_dtype)
+
+
+def _prequantized(weights, name, source):
+    """{codes, scale, min (unpacked, float32), axis: the K axis} of weight `name` built from a
+    pre-quantized checkpoint's parts through transposes and concatenations, or None when any part
+    of it is stored as floats."""
+    weight = weights[name]
+    kind = weight.recipe[0]
+    if kind == "checkpoint":
+        parts = source.quantized_parts(weight.recipe[1], weight.shape)
+        return None if parts is None else {**parts, "axis": 1}
+    if kind == "transpose":
+        parts = _prequantized(weights, weight.recipe[1], source)
+        return None if parts is None else {**{k: v.T for k, v in parts.items() if k != "axis"}, "axis": 1 - parts["axis"]}
+    if kind == "concat":
+        pieces = [_prequantized(weights, part, source) for part in weight.recipe[1]]
+        axis = weight.recipe[2]
+        if any(piece is None for piece in pieces) or any(piece["axis"] == axis for piece in pieces):
+            return None  # a float part, or pieces joined along K: quantized anew
+        return {**{key: np.concatenate([piece[key] for piece in pieces], axis=axis) for key in ("codes", "scale", "min")},
+                "axis": pieces[0]["axis"]}
+    return None
 
 
 def materialize(weights, source, names=None):

@@ -9,7 +9,7 @@ from compiler.tiles import SHIPPED, TileRules
 class PassContext:
     """Settings a pass may depend on: `max_batch` (sequences the plan decodes at once), `sms`
     (target SMs, empty for a CPU-only plan), the plan's tile rules and `quant` ((mode, int4 group
-    size) of --quant, or None)."""
+    size[, int4 scale dtype]) of --quant or a pre-quantized checkpoint, or None)."""
 
     max_batch: int = 1
     sms: tuple = ()

@@ -23,14 +23,14 @@ def run(graph, context=DEFAULT):
     if context.quant is None:
         return graph
     graph = graph.copy()
-    mode, group_size = context.quant
+    mode, group_size, *scales = context.quant  # (mode, group size[, scale dtype])
     logits = set(graph.outputs.values())
     counts = {}
     for op in graph.ops:
         if op.kind != "linear":
             continue
         op_mode = "int8" if mode == "int4" and logits.intersection(op.outputs) else mode
-        _quantize(graph, op, op_mode, group_size if op_mode == "int4" else None)
+        _quantize(graph, op, op_mode, group_size if op_mode == "int4" else None, scales[0] if scales else None)
         counts[op_mode] = counts.get(op_mode, 0) + 1
     graph.prune_weights()
     summary = ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))
@@ -39,7 +39,7 @@ def run(graph, context=DEFAULT):
     return graph
 
 
-def _quantize(graph, op, mode, group_size):
+def _quantize(graph, op, mode, group_size, scale_dtype=None):
     """Point `op` at the quantized parts of its weight (made once per weight)."""
     base = graph.weights[op.weights["weight"]]
     layout = op.attrs.get("layout", "out_in")
@@ -48,7 +48,8 @@ def _quantize(graph, op, mode, group_size):
     if mode == "int4" and (depth % group_size or depth < group_size):
         raise GraphError(f"{op.describe()}: --group-size {group_size} does not divide the {depth} input "
                          f"features of weight '{base.name}' (int4 groups run along them)")
-    scale_dtype = "float32" if graph.dtype == "float32" or mode != "int4" else "float16"
+    if scale_dtype is None or mode != "int4":  # float16 int4 scales in 16-bit plans
+        scale_dtype = "float32" if graph.dtype == "float32" or mode != "int4" else "float16"
     shapes = _part_shapes(mode, layout, depth, features, group_size)
     names = {}
     for part in PARTS[mode]:
