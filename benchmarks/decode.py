@@ -106,7 +106,7 @@ def compile_model(key, batch, new_tokens, sm, checkpoint, plan_path, tile_rules=
     `quant`, default group size); returns seconds taken."""
     model = MODELS[key]
     options = CompileOptions(preset=model["preset"], checkpoint=checkpoint, overrides=overrides or {},
-                             dtype=model["dtype"], sms=(sm,),
+                             dtype=model["dtype"], sms=(sm,) if sm else (),
                              max_batch=batch, max_seq=max_seq(new_tokens), prefill_buckets=(PROMPT,),
                              cache_dir=os.environ.get("CGC_CACHE_DIR"), tile_rules=tile_rules, quant=quant)
     started = time.perf_counter()

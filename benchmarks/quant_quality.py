@@ -7,7 +7,10 @@ error (max |difference| / max |reference logit|) and whether the top-1 token agr
 weights are not a trained model's: this reports, it does not tune.
 Writes benchmarks/results/quant-quality-<gpu>.json.
 
-    python benchmarks/quant_quality.py [--models qwen3,llama-1b] [--modes int8,int4,fp8] [--steps 256]
+    python benchmarks/quant_quality.py [--models qwen3,llama-1b] [--modes int8,int4,fp8] [--steps 256] [--device cpu]
+
+With --device cpu the plans run on the NumPy executor (no --sm; the same arithmetic the GPU
+kernels are checked against), for a machine without a GPU.
     python benchmarks/quant_quality.py --export-only 90 [--models ...]   # fill the kernel cache
 """
 
@@ -47,7 +50,7 @@ def compare(reference, logits):
             "top1_agreement": float(agree.mean())}
 
 
-def run_model(key, modes, steps, sm, workdir):
+def run_model(key, modes, steps, sm, workdir, device="gpu"):
     from runtime.generate import generate
     from runtime.session import open_plan
     checkpoint = os.path.join(workdir, key)
@@ -59,7 +62,7 @@ def run_model(key, modes, steps, sm, workdir):
     for mode in (None, *modes):
         plan = os.path.join(workdir, f"{key}-{mode or 'base'}.plan")
         compile_model(key, 1, steps, sm, checkpoint, plan, quant=mode)
-        executor = open_plan(plan, device="gpu")
+        executor = open_plan(plan, device=device)
         try:
             if mode is None:
                 continuation = generate(executor, [prompt], steps, eos_token_ids=()).tokens[0]
@@ -79,6 +82,7 @@ def main():
     parser = model_benchmark_parser(__doc__, "qwen3,llama-1b")
     parser.add_argument("--modes", default="int8,int4,fp8")
     parser.add_argument("--steps", type=int, default=256)
+    parser.add_argument("--device", default="gpu", choices=("gpu", "cpu"))
     args = parser.parse_args()
     keys, modes = args.models.split(","), args.modes.split(",")
     if args.export_only:
@@ -86,15 +90,17 @@ def main():
         with tempfile.TemporaryDirectory() as workdir:
             export_only(args.export_only, keys, [1], args.steps, workdir, [None, *modes])
         return
-    import cupy
-    import torch
-    sm = int(cupy.cuda.Device().compute_capability)
-    device = torch.cuda.get_device_name()
+    if args.device == "gpu":
+        import cupy
+        import torch
+        sm, device = int(cupy.cuda.Device().compute_capability), torch.cuda.get_device_name()
+    else:
+        sm, device = None, "cpu numpy"
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for key in keys:
-            rows.append(run_model(key, modes, args.steps, sm, workdir))
+            rows.append(run_model(key, modes, args.steps, sm, workdir, args.device))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"quant-quality-{device.lower().replace(' ', '-')}.json")
     with open(path, "w") as handle:

@@ -38,6 +38,9 @@ class NumpyExecutor:
         outputs = {key: View(self.regions, operand) for key, operand in program["outputs"].items()}
         return inputs, bound, outputs
 
+    def close(self):
+        """Nothing to release (the GPU executor's close frees its device memory)."""
+
     def reset(self):
         """Clear the KV cache (start of a new batch of sequences)."""
         self.regions["kv"][:] = 0
