@@ -8,7 +8,7 @@ launches, and greedy generation.
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("hf_in_float32")]
 
 cupy = pytest.importorskip("cupy")
 torch = pytest.importorskip("torch")
@@ -26,15 +26,6 @@ FAMILIES = PARITY_FAMILIES
 # range from HF float32 on the H200, so this bound fails a plan that slips back to TF32.
 FP32_BOUND = 2e-4
 TF32_BOUND = 1e-2  # --dtype tf32, the explicit opt-in
-
-
-@pytest.fixture(scope="module", autouse=True)
-def hf_in_float32():
-    """HF's reference multiplies in float32 (PyTorch's default; made explicit)."""
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _compile_llama(tmp_path_factory, max_batch, dtype):

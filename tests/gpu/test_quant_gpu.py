@@ -5,7 +5,7 @@ kernels' dequantization and every matmul path, one row at batch 1 and MMA tiles 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("hf_in_float32")]
 
 cupy = pytest.importorskip("cupy")
 torch = pytest.importorskip("torch")
@@ -19,14 +19,6 @@ from tests.hf_reference import QUANT_GROUP, QUANT_SIZES, build_model, fake_quant
 from tests.parity import PROMPT_LENGTHS, check_prefill_and_decode, hf_greedy, hf_logits, relative_error  # noqa: E402
 
 FP32_BOUND = 2e-4  # as the float plans' (test_plan_gpu.py)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def hf_in_float32():
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.fixture(scope="module", params=QUANT_PARITY, ids=lambda case: f"{case[0]}-{case[1]}-b{case[2]}")
