@@ -61,3 +61,22 @@ def test_int4_scales_round_to_their_stored_dtype_before_the_codes_are_chosen():
     restored = dequantize("int4", "in_out", parts["codes"], parts["scale"], parts["min"], 32)
     steps = np.repeat(parts["scale"], 32, axis=0)
     assert np.all(np.abs(restored - weight) <= 0.5 * steps * (1 + 1e-3) + 1e-6)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "fp8"])
+def test_blocks_of_output_channels_give_the_whole_weight_s_parts(monkeypatch, mode):
+    """Large weights quantize a block of channels at a time (no full-size temporaries); the
+    layouts [K, N] and its transpose [N, K] hold the same parts, transposed."""
+    from compiler import quantize as module
+    weight = np.random.default_rng(4).standard_normal((128, 40)).astype(np.float32)  # [K, N]
+    whole = quantize(mode, "in_out", weight, 32)
+    monkeypatch.setattr(module, "BLOCK_COLUMNS", 7)
+    for layout, stored in (("in_out", weight.T.copy().T), ("out_in", np.ascontiguousarray(weight.T))):
+        blocked = quantize(mode, layout, stored, 32)
+        for name, part in whole.items():
+            other = blocked[name]
+            if layout == "out_in" and name == "codes" and mode == "int4":
+                other = pack_int4(unpack_int4(other, "out_in").T, "in_out")
+            elif layout == "out_in":
+                other = other.T
+            np.testing.assert_array_equal(other, part)
