@@ -107,7 +107,7 @@ def compile_plan(graph_path, output_path, options, log=None):
         "programs": programs,
         "passes": [list(entry) for entry in graph.pass_log],
         "tokenizer": tokenizer,
-        "quantization": _quantization(graph, options),
+        "quantization": _quantization(graph, options, source),
     }
     try:
         size = write_plan(body, output_path)
@@ -207,13 +207,15 @@ def _checkpoint_quantization(options, log):
     return dataclasses.replace(options, quant="int4", group_size=config.group_size), "float32"
 
 
-def _quantization(graph, options):
-    """The plan's quantization record: the mode asked for and what each linear took."""
+def _quantization(graph, options, source):
+    """The plan's quantization record: the mode asked for, what each linear took, and where the
+    codes came from ("compile", or a pre-quantized checkpoint's method)."""
     if options.quant is None:
         return None
     linears = {op.name: op.attrs["quant"] for op in graph.ops if "quant" in op.attrs}
+    prequantized = getattr(source, "quantization", None)
     return {"mode": options.quant, "group_size": options.group_size if options.quant == "int4" else None,
-            "linears": linears}
+            "linears": linears, "source": prequantized.method if prequantized else "compile"}
 
 
 def learned_positions(graph):

@@ -70,8 +70,10 @@ def _quantization(plan):
         return ["", "quantization  none (16/32-bit weights; cgc compile --quant int8|int4|fp8)"]
     modes = Counter(entry["mode"] for entry in record["linears"].values())
     groups = f", int4 groups of {record['group_size']} input features" if record.get("group_size") else ""
+    origin = ("" if record["source"] == "compile" else
+              f" (codes of the {record['source'].upper()} checkpoint, kept; its float linears quantized here)")
     lines = ["", f"quantization  --quant {record['mode']}{groups}: "
-                 + ", ".join(f"{mode} x{count}" for mode, count in sorted(modes.items())) + " linears"]
+                 + ", ".join(f"{mode} x{count}" for mode, count in sorted(modes.items())) + " linears" + origin]
     for name, entry in record["linears"].items():
         if entry["mode"] != record["mode"]:
             lines.append(f"  {name}: {entry['mode']} (a 4-bit LM head moves the logits most)")

@@ -47,7 +47,8 @@ Body (all plain maps, lists, strings, numbers and bytes):
                  server), bos_token, eos_token (the special-token texts the template refers to):
                  str or None} (runtime/tokenizer.py)
     quantization None, or {mode: "int8" | "int4" | "fp8" (--quant), group_size (int4) or None,
-                 linears: {linear op name: {mode, group_size}}} (runtime/quant.py)
+                 linears: {linear op name: {mode, group_size}}, source: "compile" (quantized by
+                 cgc) or "gptq" / "awq" (codes of a pre-quantized checkpoint, kept)} (runtime/quant.py)
 Operand: {region, offset (bytes), shape: [..], strides: [.. in elements], dtype}.
 Launch:  {kernel: index of its generic spec, op: graph op name, args: [operand, ...],
           targets: {"sm_90": {kernel: index of the SM-specific spec, grid: [x, y, z]}, ...}}.

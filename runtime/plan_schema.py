@@ -235,7 +235,8 @@ def _check_quant_record(c, record, where, keys=("mode", "group_size")):
 def _check_quantization(c, quantization):
     if quantization is None:
         return
-    c.map(quantization, "quantization", ("mode", "group_size", "linears"))
+    c.map(quantization, "quantization", ("mode", "group_size", "linears", "source"))
+    c.str(quantization["source"], "quantization.source", ("compile", "gptq", "awq"))
     _check_quant_record(c, {key: quantization[key] for key in ("mode", "group_size")}, "quantization")
     for name, record in c.map(quantization["linears"], "quantization.linears").items():
         _check_quant_record(c, record, f"quantization.linears.{str(name)[:60]}")

@@ -253,3 +253,23 @@ def test_inspect_refuses_non_regular_files(tmp_path):
     _assert_clean_error(_cgc("inspect", str(tmp_path / "fifo")), "not a regular file")
     _assert_clean_error(_cgc("inspect", str(tmp_path)), "not a regular file")
     _assert_clean_error(_cgc("inspect", str(tmp_path / "missing.plan")), "no such file")
+
+
+def test_quantized_compile_inspect_and_run(tmp_path):
+    plan = str(tmp_path / "q.plan")
+    result = _cgc("compile", "llama", "--preset", "tiny", "--quant", "int4", "--group-size", "32", "--sm", "none",
+                  "--dtype", "bfloat16", "-o", plan)
+    assert result.returncode == 0, result.stderr
+    shown = _cgc("inspect", plan).stdout
+    assert "quantization  --quant int4, int4 groups of 32 input features: int4 x" in shown
+    assert "lm_head: int8" in shown and "codes" in shown
+    run = _cgc("run", plan, "--tokens", "5,6,7", "--max-new-tokens", "3", "--device", "cpu")
+    assert run.returncode == 0 and len(run.stdout.strip().split(",")) >= 3, run.stderr
+
+
+def test_quantization_flags_are_checked(tmp_path):
+    _assert_clean_error(_cgc("compile", "llama", "--preset", "tiny", "--quant", "fp8", "--sm", "86",
+                             "-o", str(tmp_path / "x.plan")), "--quant fp8: sm_86 has no fp8", "89")
+    _assert_clean_error(_cgc("compile", "gpt2", "--preset", "nano", "--quant", "int4", "--sm", "none",
+                             "-o", str(tmp_path / "x.plan")), "--group-size 128 does not divide the 48 input features")
+    assert not os.path.exists(tmp_path / "x.plan")

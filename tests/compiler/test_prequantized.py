@@ -108,6 +108,10 @@ def test_prequantized_checkpoint_equals_its_dequantized_model(tmp_path, awq_pack
     body = compile_plan("llama", str(tmp_path / "model.plan"), options)
     assert body["quantization"]["mode"] == "int4" and body["quantization"]["group_size"] == GROUP
     assert body["quantization"]["linears"]["lm_head"]["mode"] == "int8"  # stored as floats: quantized here
+    assert body["quantization"]["source"] == method
+    from runtime.inspect_plan import describe
+    assert any(f"codes of the {method.upper()} checkpoint, kept" in line
+               for line in describe(load_plan(str(tmp_path / "model.plan"))))
     executor = NumpyExecutor(load_plan(str(tmp_path / "model.plan")))
     # the checkpoint's LM head is float: cgc quantizes it (int8), so HF gets the same head
     model.lm_head.weight = fake_quantize(build_model("llama", seed=4), "int8").lm_head.weight

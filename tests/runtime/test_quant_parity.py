@@ -37,6 +37,7 @@ def compiled(request, tmp_path_factory):
 def test_plan_records_its_quantized_weights(compiled):
     _, _, body = compiled
     record = body["quantization"]
+    assert record["source"] == "compile"
     linears = record["linears"]
     assert linears and all(entry["mode"] == (record["mode"] if name != "lm_head" else entry["mode"])
                            for name, entry in linears.items())
