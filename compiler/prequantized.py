@@ -109,6 +109,10 @@ def linear_parts(config, tensors, prefix, shape):
                 "awq": {"qweight": (depth, features // 8), "qzeros": (depth // group, features // 8)}}[config.method]
     expected["scales"] = (depth // group, features)
     for part, array in zip(PARTS, (qweight, qzeros, scales)):
+        integral = np.issubdtype(np.asarray(array).dtype, np.integer)
+        if (part != "scales") != integral or (integral and np.asarray(array).dtype.itemsize != 4):
+            raise CheckpointError(f"{prefix}.{part} has dtype {np.asarray(array).dtype}, expected "
+                                  f"{'a float type' if part == 'scales' else 'int32 (eight 4-bit codes a word)'}")
         if tuple(array.shape) != expected[part]:
             raise CheckpointError(f"{prefix}.{part} has shape {list(array.shape)}, expected {list(expected[part])} "
                                   f"for a [{features}, {depth}] linear in groups of {group}")

@@ -159,3 +159,18 @@ def test_act_order_groups_are_refused_naming_g_idx(tmp_path, awq_packing):
     save_file(tensors, path)
     with pytest.raises(CgcError, match=r"q_proj\.g_idx assigns input features to groups out of order"):
         compile_plan("llama", str(tmp_path / "x.plan"), CompileOptions(checkpoint=str(tmp_path)))
+
+
+def test_packed_tensors_of_the_wrong_dtype_or_shape_are_named(tmp_path, awq_packing):
+    from safetensors.torch import load_file, save_file
+    _write_checkpoint(str(tmp_path), "awq", awq_packing)
+    path = os.path.join(tmp_path, "model.safetensors")
+    original = load_file(path)
+    key = "model.layers.1.mlp.down_proj"
+    for change, message in ((lambda t: t[f"{key}.qweight"].float(), r"down_proj\.qweight has dtype float32, expected int32"),
+                            (lambda t: t[f"{key}.qweight"][:-1].contiguous(), r"down_proj\.qweight has shape")):
+        tensors = dict(original)
+        tensors[f"{key}.qweight"] = change(tensors)
+        save_file(tensors, path)
+        with pytest.raises(CgcError, match=message):
+            compile_plan("llama", str(tmp_path / "x.plan"), CompileOptions(checkpoint=str(tmp_path)))
