@@ -132,9 +132,3 @@ def linear_parts(config, tensors, prefix, shape):
         raise CheckpointError(f"{prefix}.scales has NaN or Inf values")
     return {"codes": np.ascontiguousarray(codes.T), "scale": np.ascontiguousarray(scale.T),
             "min": np.ascontiguousarray((-zeros * scale).T)}
-
-
-def dequantized(parts, group_size):
-    """float32 [N, K] weight of linear_parts' result."""
-    repeat = lambda values: np.repeat(values, group_size, axis=1)  # noqa: E731
-    return parts["codes"].astype(np.float32) * repeat(parts["scale"]) + repeat(parts["min"])

@@ -103,8 +103,9 @@ class CheckpointWeights:
         pre-quantized linear weight dequantized)."""
         parts = self.quantized_parts(name, shape)
         if parts is not None:
-            from compiler.prequantized import dequantized
-            return dequantized(parts, self.quantization.group_size)
+            from runtime.quant import dequantize, pack_int4
+            return dequantize("int4", "out_in", pack_int4(parts["codes"], "out_in"), parts["scale"], parts["min"],
+                              self.quantization.group_size)
         key = self._lookup(name)
         if key is None:
             raise CheckpointError(f"{self.directory}: checkpoint has no tensor '{name}' (expected shape {list(shape)})")

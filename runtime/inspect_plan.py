@@ -76,7 +76,7 @@ def _quantization(plan):
                  + ", ".join(f"{mode} x{count}" for mode, count in sorted(modes.items())) + " linears" + origin]
     for name, entry in record["linears"].items():
         if entry["mode"] != record["mode"]:
-            lines.append(f"  {name}: {entry['mode']} (a 4-bit LM head moves the logits most)")
+            lines.append(f"  {name}: {entry['mode']} (the LM head takes int8 in int4 mode: docs/quantization.md)")
     parts = Counter()
     for entry in plan["weights"]["table"]:
         parts[entry.get("quant", {}).get("part", "unquantized")] += entry["nbytes"]

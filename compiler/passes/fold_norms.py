@@ -16,8 +16,9 @@ In plans with quantized weights (--quant) the codes are those of the checkpoint'
 plan equals the model with each weight replaced by its dequantized value), so an RMSNorm's gamma
 is not folded into W: the matmul scales x's tiles by it as they load (`norm_weight`); LayerNorms
 (their centering and shift live in the folded weights and bias) stay unfolded there.
-Declines rows wider than FOLD_WIDTH_LIMIT (see there), per-head norms, norms with a reader that is not an [in, out] linear, norms whose
-output the program returns, and norms whose input another kind of op (or a view) produces.
+Declines rows wider than FOLD_WIDTH_LIMIT (see there), per-head norms, norms with a reader that
+is not an [in, out] linear, norms whose output the program returns, and norms whose input
+another kind of op (or a view) produces.
 Order: after fuse_epilogues (a producer's epilogue stores the statistics), before fuse_add_norm.
 """
 
@@ -26,9 +27,9 @@ from compiler.passes.context import DEFAULT
 from compiler.passes.patterns import whole_row_norm
 from runtime.plan_layout import DECODE_STATS_GROUP
 
-# Rows up to this wide fold: decode statistics of up to 256 columns. On the H200 the one-layer 7-8B
-# plans (3584 and 4096 wide: 448 and 512 columns) hung in the matmuls writing or reading them,
-# while the same kernels ran standalone (docs/tuning.md); until that is understood they keep the norms.
+# Rows up to this wide fold (decode statistics of up to 256 columns). The 7-8B decode hang was
+# one-row CTAs storing several statistics groups, which the tile rules now avoid (docs/tuning.md);
+# wider rows keep their norms until a folded 7B plan has run on a GPU with that rule.
 FOLD_WIDTH_LIMIT = 256 * DECODE_STATS_GROUP
 
 

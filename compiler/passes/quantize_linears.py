@@ -3,8 +3,8 @@
 Rewrites every `linear` to read codes plus scales (and int4 minima) made at compile time from its
 float weight, in the layout store_out_in chose; the op gains attrs["quant"] = {mode, group_size}
 and the weights `weight_scale` (and `weight_min`). The LM head (the linear writing the logits)
-takes int8 when the mode is int4: a 4-bit vocabulary projection moves logits several times more
-than any other layer does (docs/quantization.md). Embedding tables stay as they are: a decode
+takes int8 when the mode is int4: its error reaches every logit directly, and per-channel int8
+still halves its bytes (not yet measured against an int4 head: docs/quantization.md). Embedding tables stay as they are: a decode
 step gathers one row of them per sequence.
 Declines plans without --quant. Order: after the last infer_shapes (the codes no longer have the
 weight's [in, out] shape), before plan_buffers.
