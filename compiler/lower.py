@@ -386,9 +386,6 @@ class _ProgramLowering:
         if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`
             constants.update(prologue=prologue["norm"], eps=prologue["eps"], stats_group=self.stats_group)
             named["norm_stats"] = self.stats_operand(op.inputs["stats"], prologue["norm"], named["x"]["shape"][1])
-            if prologue.get("scale_x"):  # gamma scales x's tiles (quantized plans: fold_norms)
-                constants["prologue_scale"] = True
-                named.update(self._weights(op, "norm_weight"))
         quant = op.attrs.get("quant")
         if quant:  # codes, scales (and int4 minima) of the weight (quantize_linears; runtime/quant.py)
             constants["weight_quant"] = quant["mode"]

@@ -13,12 +13,11 @@ from runtime.plan_layout import ARGMAX_GROUP
 
 
 def roles(constants):
-    """x [T, K], (norm_stats, (norm_weight [K]: gamma scaling x)), weight [K, N] or [N, K] (quantized: codes, weight_scale, weight_min),
+    """x [T, K], (norm_stats), weight [K, N] or [N, K] (quantized: codes, weight_scale, weight_min),
     (weight_up (, its scale and min)), (bias [N]), (residual), out [T, N], (stats), (argmax_values,
     argmax_ids)."""
     epilogue = constants.get("epilogue", ())
-    names = ["x", *(("norm_stats",) if constants.get("prologue") else ()),
-             *(("norm_weight",) if constants.get("prologue_scale") else ())]
+    names = ["x", *(("norm_stats",) if constants.get("prologue") else ())]
     weights = ["weight", *quant_roles(constants)]
     names += weights
     if "silu_mul" in epilogue:

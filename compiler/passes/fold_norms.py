@@ -12,13 +12,10 @@ small fp32 tensor `<x>.stats` (layout: runtime/plan_layout.stats_width). The rea
 loads it before its K loop and scales its rows by rstd after it. The norm's launch and its round trip
 through memory disappear, in prefill and decode alike.
 (Gathering the sums inside the reading matmul's K loop instead ran slower: docs/tuning.md.)
-In plans with quantized weights (--quant) the codes are those of the checkpoint's weights (a
-plan equals the model with each weight replaced by its dequantized value), so an RMSNorm's gamma
-is not folded into W: the matmul scales x's tiles by it as they load (`norm_weight`); LayerNorms
-(their centering and shift live in the folded weights and bias) stay unfolded there.
-Declines rows wider than FOLD_WIDTH_LIMIT (see there), per-head norms, norms with a reader that
-is not an [in, out] linear, norms whose output the program returns, and norms whose input
-another kind of op (or a view) produces.
+Declines plans with quantized weights (--quant: the codes are those of the checkpoint's weights,
+so that a plan equals the model with each weight replaced by its dequantized value), rows wider
+than FOLD_WIDTH_LIMIT (see there), per-head norms, norms with a reader that is not an [in, out] linear, norms whose
+output the program returns, and norms whose input another kind of op (or a view) produces.
 Order: after fuse_epilogues (a producer's epilogue stores the statistics), before fuse_add_norm.
 """
 
@@ -35,10 +32,13 @@ FOLD_WIDTH_LIMIT = 256 * DECODE_STATS_GROUP
 
 def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norms folded into their reading linears."""
+    if context.quant is not None:  # quantized codes are of the checkpoint's weights, not diag(gamma) W
+        graph = graph.copy()
+        graph.log("fold_norms", "declined: quantized linears read the norms' outputs")
+        return graph
     graph = graph.copy()
     folded = 0
-    quantized = context.quant is not None  # the codes are of the checkpoint's W: gamma scales x instead
-    for norm in [op for op in graph.ops if op.kind in (("rmsnorm",) if quantized else ("layernorm", "rmsnorm"))]:
+    for norm in [op for op in graph.ops if op.kind in ("layernorm", "rmsnorm")]:
         readers = graph.consumers(norm.outputs[0])
         producer = graph.producer(norm.inputs["x"])
         if (not whole_row_norm(graph, norm) or not readers or norm.outputs[0] in graph.outputs.values()
@@ -53,22 +53,14 @@ def run(graph, context=DEFAULT):
         producer.outputs.append(stats)
         producer.attrs["row_stats"] = norm.kind
         for linear in readers:
-            (_scale_x if quantized else _fold)(graph, norm, linear)
+            _fold(graph, norm, linear)
             linear.inputs["stats"] = stats
         graph.ops.remove(norm)
         folded += 1
     graph.prune_weights()
     graph.prune_tensors()
-    graph.log("fold_norms", f"{folded} norms folded into their matmuls' " + ("x tiles" if quantized else "weights"))
+    graph.log("fold_norms", f"{folded} norms folded into their matmuls' weights")
     return graph
-
-
-def _scale_x(graph, norm, linear):
-    """Quantized plans: the reading matmul multiplies x's tiles by gamma (`norm_weight`) as they
-    load and scales rows by rstd after the K loop; its weight stays the checkpoint's."""
-    linear.weights["norm_weight"] = norm.weights["weight"]
-    linear.inputs["x"] = norm.inputs["x"]
-    linear.attrs["prologue"] = {"norm": norm.kind, "eps": norm.attrs["eps"], "scale_x": True}
 
 
 def _fold(graph, norm, linear):

@@ -39,8 +39,6 @@ def matmul(constants, x, *rest):
     scale = None
     if constants.get("prologue"):  # a norm folded into the weights: scale rows by 1/sqrt(var + eps)
         scale = norm_rstd(operands.pop(0).read(), rows.shape[1], constants["prologue"], constants["eps"])
-        if constants.get("prologue_scale"):  # gamma scales x (quantized weights keep the checkpoint's W)
-            rows = rows * operands.pop(0).read()[None, :]
     flip = (lambda w: w.T) if constants.get("weight_layout") == "out_in" else (lambda w: w)  # [N, K] weights
     acc = rows @ flip(_weight(constants, operands))
     if "silu_mul" in constants["epilogue"]:
