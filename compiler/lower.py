@@ -383,6 +383,9 @@ class _ProgramLowering:
             constants["weight_layout"] = "out_in"
         prologue = op.attrs.get("prologue")
         named = {"x": self.operand(op.inputs["x"])}
+        if not self.decode:  # row tiles past their sequence's length skip their K loop
+            constants["row_skip"] = True
+            named["seq_lens"] = self.io["seq_lens"]
         if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`
             constants.update(prologue=prologue["norm"], eps=prologue["eps"], stats_group=self.stats_group)
             named["norm_stats"] = self.stats_operand(op.inputs["stats"], prologue["norm"], named["x"]["shape"][1])

@@ -13,11 +13,11 @@ from runtime.plan_layout import ARGMAX_GROUP
 
 
 def roles(constants):
-    """x [T, K], (norm_stats), weight [K, N] or [N, K] (quantized: codes, weight_scale, weight_min),
-    (weight_up (, its scale and min)), (bias [N]), (residual), out [T, N], (stats), (argmax_values,
-    argmax_ids)."""
+    """x [T, K], (seq_lens [B]: row_skip), (norm_stats), weight [K, N] or [N, K] (quantized: codes,
+    weight_scale, weight_min), (weight_up (, its scale and min)), (bias [N]), (residual), out [T, N],
+    (stats), (argmax_values, argmax_ids)."""
     epilogue = constants.get("epilogue", ())
-    names = ["x", *(("norm_stats",) if constants.get("prologue") else ())]
+    names = ["x", *(("seq_lens",) if constants.get("row_skip") else ()), *(("norm_stats",) if constants.get("prologue") else ())]
     weights = ["weight", *quant_roles(constants)]
     names += weights
     if "silu_mul" in epilogue:

@@ -32,6 +32,8 @@ def matmul(constants, x, *rest):
     """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md); a prologue
     reads `stats` after x, row_stats writes the output's statistics after out."""
     operands = list(rest)
+    if constants.get("row_skip"):  # the GPU's skipped row tiles are rows past seq_lens: undefined
+        operands.pop(0)
     argmax = (operands.pop(-2), operands.pop()) if constants.get("row_argmax") else None
     stats_out = operands.pop() if constants.get("row_stats") else None
     out = operands.pop()

@@ -190,6 +190,34 @@ def _matmul_cases():
     return cases
 
 
+def _row_skip_cases():
+    """Prefill matmuls with row_skip: 4 sequences of 128 positions, lengths 128, 0, 70 and 1, so
+    whole row tiles lie past their sequence's length (only rows below it are defined)."""
+    cases = []
+    lengths = [128, 0, 70, 1]
+    rows = 128 * len(lengths)
+    for dtype, inner, columns, epilogue, stats in (
+            ("bfloat16", 1024, 1024, ("residual",), "rmsnorm"),   # o_proj + residual, writes RMS stats
+            ("float16", 256, 2 * 384, ("silu_mul",), None)):       # gate+up
+        out_cols = columns // 2 if "silu_mul" in epilogue else columns
+        ops = [operand("x", dtype, [rows, inner]), _ints("seq_lens", lengths)]
+        if "silu_mul" in epilogue:
+            ops += [operand("weight", dtype, [inner, out_cols], parent_cols=columns),
+                    operand("weight_up", dtype, [inner, out_cols], parent_cols=columns, column=out_cols)]
+        else:
+            ops.append(operand("weight", dtype, [inner, columns]))
+        if "residual" in epilogue:
+            ops.append(operand("residual", dtype, [rows, out_cols]))
+        ops.append(operand("out", dtype, [rows, out_cols], "out"))
+        constants = {"dtype": dtype, "out_dtype": dtype, "epilogue": list(epilogue), "row_skip": True}
+        if stats:
+            constants.update(row_stats=stats, stats_group=STATS_GROUP)
+            ops.append(operand("stats", "float32", [rows, stats_width(out_cols, stats, STATS_GROUP)], "out"))
+        name = f"matmul-row-skip-{dtype}-{rows}x{inner}x{columns}-{'+'.join(epilogue)}"
+        cases.append((name, "matmul", constants, ops, _tolerance(dtype, TENSOR_CORE)))
+    return cases
+
+
 def _quant_matmul_cases():
     """Quantized weights (runtime/quant.py) on every matmul path: one row on [K, N] and [N, K]
     weights, decode MMA tiles, prefill tiles, gate+up, and an int8 LM head with group maxima."""
@@ -367,7 +395,7 @@ def _sample_cases():
 def all_cases():
     """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case;
     the operands in the template's order (compiler/kernels/<template>.py roles, as lowering uses)."""
-    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _quant_matmul_cases() + _elementwise_cases() + _rope_cases()
+    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _row_skip_cases() + _quant_matmul_cases() + _elementwise_cases() + _rope_cases()
              + _attention_cases() + _sample_cases())
     return [(name, template, constants, ordered(template, constants, {o["name"]: o for o in ops}), bound)
             for name, template, constants, ops, bound in cases]
