@@ -95,12 +95,14 @@ def start_server(plan_path, device):
     command = [sys.executable, "-m", "server", plan_path, "--port", "0", "--ignore-eos", "--max-queue", "100000",
                "--device", device, "--model-name", "bench"]
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    said = []
     for line in process.stderr:
         found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
         if found:
             threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
             return process, found.group(1)
-    raise RuntimeError(f"the server did not start (exit {process.wait()})")
+        said = (said + [line.rstrip()])[-5:]
+    raise RuntimeError(f"the server did not start (exit {process.wait()}): " + " / ".join(said))
 
 
 async def _one(client, index, prompt, new_tokens, delay, record):
