@@ -62,7 +62,8 @@ def build_server(args):
     service = Service(engine, executor.plan, args.model_name or model_name(args.plan), tokenizer, template,
                       args.api_key, metrics)
     try:
-        listener = socket.create_server((args.host, args.port), reuse_port=False)
+        # uvicorn's own backlog: Python's default (128) reset connections when 256 clients came at once
+        listener = socket.create_server((args.host, args.port), reuse_port=False, backlog=2048)
     except OSError as exc:
         raise CgcError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
 
