@@ -13,21 +13,15 @@ loads it before its K loop and scales its rows by rstd after it. The norm's laun
 through memory disappear, in prefill and decode alike.
 (Gathering the sums inside the reading matmul's K loop instead ran slower: docs/tuning.md.)
 Declines plans with quantized weights (--quant: the codes are those of the checkpoint's weights,
-so that a plan equals the model with each weight replaced by its dequantized value), rows wider
-than FOLD_WIDTH_LIMIT (see there), per-head norms, norms with a reader that is not an [in, out] linear, norms whose
-output the program returns, and norms whose input another kind of op (or a view) produces.
+so that a plan equals the model with each weight replaced by its dequantized value), per-head
+norms, norms with a reader that is not an [in, out] linear, norms whose output the program
+returns, and norms whose input another kind of op (or a view) produces.
 Order: after fuse_epilogues (a producer's epilogue stores the statistics), before fuse_add_norm.
 """
 
 from compiler.ir import Tensor, Weight
 from compiler.passes.context import DEFAULT
 from compiler.passes.patterns import whole_row_norm
-from runtime.plan_layout import DECODE_STATS_GROUP
-
-# Rows up to this wide fold (decode statistics of up to 256 columns). The 7-8B decode hang was
-# one-row CTAs storing several statistics groups, which the tile rules now avoid (docs/tuning.md);
-# wider rows keep their norms until a folded 7B plan has run on a GPU with that rule.
-FOLD_WIDTH_LIMIT = 256 * DECODE_STATS_GROUP
 
 
 def run(graph, context=DEFAULT):
@@ -42,7 +36,6 @@ def run(graph, context=DEFAULT):
         readers = graph.consumers(norm.outputs[0])
         producer = graph.producer(norm.inputs["x"])
         if (not whole_row_norm(graph, norm) or not readers or norm.outputs[0] in graph.outputs.values()
-                or graph.tensors[norm.inputs["x"]].shape[1] > FOLD_WIDTH_LIMIT
                 or any(op.kind != "linear" or op.attrs.get("layout") != "in_out" or "prologue" in op.attrs
                        for op in readers)
                 or producer is None or producer.kind not in ("linear", "embed") or len(producer.outputs) != 1
