@@ -61,7 +61,8 @@ def test_stale_temp_files_removed_by_the_next_compile(tmp_path):
 
 
 SLOW_WRITE = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a shell, whatever the test runner ignores
 os.umask(0o027)
 import compiler.plan_writer as writer
 from compiler.cli import main
