@@ -26,11 +26,10 @@ from compiler.passes.patterns import whole_row_norm
 
 def run(graph, context=DEFAULT):
     """Return a copy of `graph` with norms folded into their reading linears."""
+    graph = graph.copy()
     if context.quant is not None:  # quantized codes are of the checkpoint's weights, not diag(gamma) W
-        graph = graph.copy()
         graph.log("fold_norms", "declined: quantized linears read the norms' outputs")
         return graph
-    graph = graph.copy()
     folded = 0
     for norm in [op for op in graph.ops if op.kind in ("layernorm", "rmsnorm")]:
         readers = graph.consumers(norm.outputs[0])

@@ -29,8 +29,8 @@ def _weight(constants, operands):
 
 
 def matmul(constants, x, *rest):
-    """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md); a prologue
-    reads `stats` after x, row_stats writes the output's statistics after out."""
+    """out = epilogue(prologue(x) @ weight), steps in order (see templates/README.md); row_skip
+    passes seq_lens after x, a prologue reads `stats` next, row_stats writes the output's statistics after out."""
     operands = list(rest)
     if constants.get("row_skip"):  # the GPU's skipped row tiles are rows past seq_lens: undefined
         operands.pop(0)
