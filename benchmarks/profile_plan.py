@@ -3,7 +3,10 @@ repeated copies, so host launch overhead is left out), summed per kernel templat
 program, the sub-chains of each template's launches, and the program less each per-layer op's
 launches (what that op costs in the chain). On the device.
 
-    python benchmarks/profile_plan.py PLAN [--program decode] [--position 100] [--reps 20] [--timeline]
+    python benchmarks/profile_plan.py PLAN [--program decode] [--position 100] [--rows 1] [--reps 20] [--timeline]
+
+--rows N gives tokens to the first N rows only (the others' lengths 0), as when the server admits
+one request into a batch plan.
 
 --timeline also records one replay of the whole program with CUPTI (torch.profiler, so PyTorch
 must be installed) and prints, per kernel role, its mean duration, how far its start precedes
@@ -72,11 +75,11 @@ class ChainTimer:
                 for template in sorted(set(self.templates))}
 
 
-def profile(plan, program, reps, position=0):
+def profile(plan, program, reps, position=0, filled=None):
     """([(op, template, grid, microseconds)] for every launch of `program` alone,
     {chain name: microseconds}); the executor holding the graphs is closed before returning."""
     spec = plan["programs"][program]
-    with _program_timer(plan, program, reps, position) as timer:
+    with _program_timer(plan, program, reps, position, filled) as timer:
         rows = [(launch["op"], template, grid, timer([index]))
                 for index, (launch, template, (_, grid, _, _, _)) in
                 enumerate(zip(spec["launches"], timer.templates, timer.launches))]
@@ -92,14 +95,17 @@ def profile(plan, program, reps, position=0):
 
 
 @contextlib.contextmanager
-def _program_timer(plan, program, reps, position):
+def _program_timer(plan, program, reps, position, filled=None):
     """A ChainTimer over `program` of a fresh executor, its inputs random tokens with `position`
-    tokens already in the KV cache; the executor holding the graphs is closed on exit."""
+    tokens already in the KV cache (in the first `filled` rows, default all; the others' lengths 0);
+    the executor holding the graphs is closed on exit."""
     spec = plan["programs"][program]
     batch, seq = spec["batch"], spec["seq"]
     tokens = np.random.default_rng(0).integers(0, 1000, size=(batch, seq)).astype(np.int32)
     executor = CupyExecutor(plan, use_graphs=False)
-    executor.set_inputs(program, tokens, np.full(batch, position), np.full(batch, seq))  # seq_lens: tokens in this run
+    seq_lens = np.full(batch, seq)  # tokens in this run
+    seq_lens[batch if filled is None else filled:] = 0
+    executor.set_inputs(program, tokens, np.full(batch, position), seq_lens)
     timer = ChainTimer(executor, program, reps)
     try:
         yield timer
@@ -108,7 +114,7 @@ def _program_timer(plan, program, reps, position):
         executor.close()
 
 
-def timeline(plan, program, position=0, reps=4):
+def timeline(plan, program, position=0, reps=4, filled=None):
     """[(op, template, duration, start less the previous kernel's end, end less the previous
     kernel's end)] in us of one program run in the middle of `reps` replays of its graph, from
     CUPTI's kernel records."""
@@ -116,7 +122,7 @@ def timeline(plan, program, position=0, reps=4):
     import tempfile
     import torch
     ops = [launch["op"] for launch in plan["programs"][program]["launches"]]
-    with _program_timer(plan, program, reps, position) as timer:
+    with _program_timer(plan, program, reps, position, filled) as timer:
         timer(list(range(len(timer.launches))))
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as recorder:
             timer.graphs[-1].launch(timer.stream)
@@ -157,12 +163,13 @@ def main():
     parser.add_argument("plan")
     parser.add_argument("--program", default=None)
     parser.add_argument("--position", type=int, default=0, help="tokens already in the KV cache")
+    parser.add_argument("--rows", type=int, default=None, help="rows given tokens (default all)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--timeline", action="store_true", help="also the kernels' CUPTI timeline (needs torch)")
     args = parser.parse_args()
     plan = load_plan(args.plan)
     program = args.program or next(name for name in plan["programs"] if name.startswith("prefill"))
-    rows, chains = profile(plan, program, args.reps, args.position)
+    rows, chains = profile(plan, program, args.reps, args.position, args.rows)
     by_template = defaultdict(float)
     for op, template, grid, micros in rows:
         by_template[template] += micros
@@ -179,7 +186,7 @@ def main():
         print(f"  {op:<28} {template:<10} grid {grid}  {micros:7.1f} us")
     if args.timeline:
         roles = defaultdict(list)
-        for op, template, *times in timeline(plan, program, args.position):
+        for op, template, *times in timeline(plan, program, args.position, filled=args.rows):
             roles[(_role(op), template)].append(times)
         print("timeline (one run, CUPTI), per kernel role: mean duration, start and end less the previous")
         print("kernel's end (the end: what it adds to the chain), and the ends summed:")

@@ -421,7 +421,7 @@ class _ProgramLowering:
 
     def _rope(self, op):
         named = {"x": self.operand(op.inputs["x"]), **self._weights(op, "norm_weight", "k_norm_weight", "cos", "sin"),
-                 "start_pos": self.io["start_pos"], "out": self.operand(op.outputs[0])}
+                 "start_pos": self.io["start_pos"], "seq_lens": self.io["seq_lens"], "out": self.operand(op.outputs[0])}
         constants = {**self._base(), "heads": op.attrs["heads"], "head_dim": op.attrs["head_dim"], "seq": self.shape.seq}
         if "norm_weight" in op.weights:
             constants["norm_eps"] = op.attrs["norm_eps"]

@@ -288,26 +288,32 @@ def _elementwise_cases():
 
 
 def _rope_cases():
+    """Rows of two sequences at start positions 0 and 7: 19 positions each (one row per CTA; the
+    second sequence's length 11 leaves its last rows undefined) and, tiled 32 rows to a CTA,
+    64 positions with lengths 64 and 37 (a tile wholly past the length, one partly)."""
     cases = []
-    for dtype, heads, head_dim, norm, q_heads in (
-            ("float32", 3, 16, False, None), ("float16", 4, 64, False, None), ("bfloat16", 2, 128, False, None),
-            ("float16", 6, 32, False, None), ("bfloat16", 8, 128, True, None), ("float32", 3, 16, True, None),
-            ("bfloat16", 24, 128, True, 16)):  # + q/k norm; a merged q|k rope (16 q heads, 8 k heads)
-        width = heads * head_dim
-        ops = [operand("x", dtype, [38, width], parent_cols=width + 64)]
+    for dtype, heads, head_dim, norm, q_heads, seq, lengths in (
+            ("float32", 3, 16, False, None, 19, [19, 11]), ("float16", 4, 64, False, None, 19, [19, 11]),
+            ("bfloat16", 2, 128, False, None, 19, [19, 11]), ("float16", 6, 32, False, None, 19, [19, 11]),
+            ("bfloat16", 8, 128, True, None, 19, [19, 11]), ("float32", 3, 16, True, None, 19, [19, 11]),
+            ("bfloat16", 24, 128, True, 16, 19, [19, 11]),  # + q/k norm; a merged q|k rope (16 q, 8 k heads)
+            ("float32", 3, 16, False, None, 64, [64, 37]), ("bfloat16", 24, 128, True, 16, 64, [64, 37])):
+        width, rows = heads * head_dim, 2 * seq
+        ops = [operand("x", dtype, [rows, width], parent_cols=width + 64)]
         if norm:
             ops.append(operand("norm_weight", dtype, [head_dim]))
         if q_heads:
             ops.append(operand("k_norm_weight", dtype, [head_dim]))
-        ops += [_ints("start_pos", [0, 7]),
-                operand("cos", "float32", [64, head_dim // 2]), operand("sin", "float32", [64, head_dim // 2]),
-                operand("out", dtype, [38, width], "out", parent_cols=width + 64)]
-        constants = {"dtype": dtype, "heads": heads, "head_dim": head_dim, "seq": 19}
+        ops += [_ints("start_pos", [0, 7]), _ints("seq_lens", lengths),
+                operand("cos", "float32", [80, head_dim // 2]), operand("sin", "float32", [80, head_dim // 2]),
+                operand("out", dtype, [rows, width], "out", parent_cols=width + 64)]
+        constants = {"dtype": dtype, "heads": heads, "head_dim": head_dim, "seq": seq}
         if norm:
             constants["norm_eps"] = 1e-6
         if q_heads:
             constants["q_heads"] = q_heads
-        name = f"rope-{dtype}-h{heads}-d{head_dim}" + ("-norm" if norm else "") + (f"-q{q_heads}" if q_heads else "")
+        name = (f"rope-{dtype}-h{heads}-d{head_dim}" + ("-norm" if norm else "") + (f"-q{q_heads}" if q_heads else "")
+                + f"-s{seq}")
         cases.append((name, "rope", constants, ops, _tolerance(dtype, TRANSCENDENTAL if norm else EXACT)))
     return cases
 

@@ -387,7 +387,11 @@ def _ref_rope(c, v):
         x = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + c["norm_eps"]) * scales
     first, second = x[..., :head_dim // 2], x[..., head_dim // 2:]
     rotated = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
-    return {"out": rotated.reshape(rows, heads * head_dim)}
+    rotated = rotated.reshape(rows, heads * head_dim)
+    if "seq_lens" in v:  # rows at or past their sequence's length are undefined
+        past = np.arange(rows) % seq >= np.repeat(v["seq_lens"], seq)
+        rotated = np.where(past[:, None], np.nan, rotated)
+    return {"out": rotated}
 
 
 def _ref_attention(c, v):
