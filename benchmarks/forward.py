@@ -76,7 +76,7 @@ def plan_options(workload, sm, checkpoint=None):
     """Compile options of a workload's plan (random weights when no checkpoint)."""
     overrides = {} if checkpoint else dict(workload["config"])
     return CompileOptions(checkpoint=checkpoint, overrides=overrides, dtype=workload["dtype"], sms=(sm,),
-                          max_batch=BATCH, max_seq=SEQ, prefill_buckets=(SEQ,),
+                          max_batch=BATCH, max_seq=SEQ, prefill_buckets=(SEQ,), prompt_logits=True,  # as the peers
                           cache_dir=os.environ.get("CGC_CACHE_DIR"))
 
 

@@ -36,7 +36,7 @@ def teacher_forced_logits(executor, prompt, continuation):
     (the first from the prompt's prefill), on a batch-1 plan."""
     executor.reset()
     tokens = np.array([prompt], dtype=np.int32)
-    rows = [executor.run(f"prefill_{len(prompt)}", tokens, [0], [len(prompt)])["logits"][len(prompt) - 1]]
+    rows = [executor.run(f"prefill_{len(prompt)}", tokens, [0], [len(prompt)])["logits"][-1]]  # the last row
     for step, token in enumerate(continuation[:-1]):
         rows.append(executor.run("decode", [[token]], [len(prompt) + step], [1])["logits"][0])
     return np.stack([np.asarray(row, dtype=np.float32) for row in rows])

@@ -7,7 +7,7 @@ arriving as a Poisson process at each rate (requests/s; "inf": all at once, satu
 rate: output tokens/s, time to first token and inter-token latency p50/p99, and how many greedy
 responses differ from plain `generate`'s ids for the same prompt (must be 0), and the clients'
 CPU seconds (--clients processes share the requests; if their CPU time nears processes x the run's
-duration, the clients limit the numbers). At saturation: the
+duration, the clients limit the numbers), and the server process's CPU seconds. At saturation: the
 ratio of the server's output tokens/s to plain `generate` over the same requests in batches of B
 (goal >= 0.85). Writes benchmarks/results/serve-<device>.json.
 
@@ -167,14 +167,27 @@ def run_rate(url, prompts, new_tokens, rate, seed, clients, expected=None, warm=
             "client_cpu_s": round(cpu, 3)}
 
 
-def run_rates(url, rates, prompts, new_tokens, warm, seed, expected, clients):
+def _cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_rates(url, rates, prompts, new_tokens, warm, seed, expected, clients, server_pid=None):
     """Every rate's row (the first run's clients send `warm` first: graph capture of every
-    program on the server)."""
+    program on the server), with the server process's CPU seconds over the rate's run."""
     rows = []
     run_rate(url, warm, 2, float("inf"), 0, 1)
     for rate in rates:
         _say(f"rate {rate} req/s")
+        before = _cpu_seconds(server_pid)
         rows.append(run_rate(url, prompts, new_tokens, rate, seed, clients, expected))
+        after = _cpu_seconds(server_pid)
+        rows[-1]["server_cpu_s"] = None if before is None or after is None else round(after - before, 2)
         _say(json.dumps(rows[-1]))
     return rows
 
@@ -226,7 +239,8 @@ def run(args, plan_path):
     process, url = start_server(plan_path, args.device)
     try:
         warm = [prompts[0][:1] * b for b in limits["prefill_buckets"] if b <= args.prompt_max] or [prompts[0]]
-        rows = run_rates(url, _rates(args.rates), prompts, args.new_tokens, warm, args.seed + 1, expected, args.clients)
+        rows = run_rates(url, _rates(args.rates), prompts, args.new_tokens, warm, args.seed + 1, expected, args.clients,
+                         process.pid)
     finally:
         process.terminate()
         exit_code = process.wait(timeout=120)

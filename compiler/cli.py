@@ -88,7 +88,8 @@ def _compile(args):
         prefill_buckets=(_parse_ints(args.prefill_buckets, "--prefill-buckets")
                          if args.prefill_buckets is not None else None), seed=args.seed,
         weights_storage=args.weights_storage, cache_dir=args.cache_dir, tokenizer=args.tokenizer,
-        tile_rules=parse_overrides(args.tiles), targets=targets, quant=args.quant, group_size=args.group_size)
+        tile_rules=parse_overrides(args.tiles), targets=targets, quant=args.quant, group_size=args.group_size,
+        prompt_logits=args.prompt_logits)
     compile_plan(graph_path, output, options, log=stderr_log)
     print(output)
 
@@ -174,6 +175,9 @@ def build_parser():
                              help="longest sequence, prompt + generated (default 256, or the model's positions if fewer)")
     compile_cmd.add_argument("--prefill-buckets", default=None,
                              help="prefill chunk lengths, e.g. 16,64,256 (default 64, or --max-seq if less)")
+    compile_cmd.add_argument("--prompt-logits", action="store_true",
+                             help="prefill programs output the logits of every prompt position (scoring); by "
+                                  "default only each sequence's last position's, which is all generation needs")
     compile_cmd.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     compile_cmd.add_argument("--weights-storage", default="auto", choices=("auto", "embedded", "external"),
                              help="embed weights in the plan or write a sibling .safetensors (auto: external above 1 GiB)")

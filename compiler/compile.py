@@ -51,6 +51,7 @@ class CompileOptions:
     targets: tuple = ()  # compiler.targets.Target per SM (--gpu, --sm SM:COUNT); default: the sms' reference devices
     quant: str | None = None  # int8 | int4 | fp8 (--quant; formats: runtime/quant.py)
     group_size: int = 128     # int4 groups along K (--group-size)
+    prompt_logits: bool = False  # prefill programs output every prompt position's logits (--prompt-logits)
 
 
 def compile_plan(graph_path, output_path, options, log=None):
@@ -69,7 +70,7 @@ def compile_plan(graph_path, output_path, options, log=None):
     context = PassContext(max_batch=options.max_batch, sms=tuple(options.sms), tile_rules=options.tile_rules,
                           quant=(options.quant, options.group_size, exact_scales) if options.quant else None)
     graph = run_pipeline(graph, context, progress=lambda name: log(f"pass {name}"))
-    lowering = Lowering(graph, options.max_batch, options.max_seq, options.tile_rules)
+    lowering = Lowering(graph, options.max_batch, options.max_seq, options.tile_rules, options.prompt_logits)
     programs = {shape.name: lowering.lower_program(shape)
                 for shape in program_shapes(options.max_batch, options.prefill_buckets)}
     _check_device_bytes(lowering, options)

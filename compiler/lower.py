@@ -78,11 +78,13 @@ def _operand(region, offset, shape, dtype, strides=None):
 class Lowering:
     """Builds kernel specs, weight layout, KV layout and per-program launch lists."""
 
-    def __init__(self, graph, max_batch, max_seq, rules=SHIPPED):
+    def __init__(self, graph, max_batch, max_seq, rules=SHIPPED, prompt_logits=False):
         self.graph = graph.copy()
         self.max_batch = max_batch
         self.max_seq = max_seq
         self.rules = rules
+        self.prompt_logits = prompt_logits  # prefill programs output every row's logits, not the last rows'
+        self.io_bytes = 0
         self.kernels = []
         self._kernel_ids = {}
         self.weights = dict(graph.weights)  # every weight, recipe sources included
@@ -91,7 +93,6 @@ class Lowering:
         self.stored = list(dict.fromkeys(w for op in self.graph.ops for w in op.weights.values()))
         self.weight_layout, self.weights_bytes = self._layout_weights()
         self.kv_layout, self.kv_bytes = self._layout_kv()
-        self.io_bytes = 0
         self.arena_bytes = 0
         self.scratch_bytes = 0
         self.generation = self._generation_state()
@@ -205,14 +206,20 @@ class _ProgramLowering:
         else:
             io_shapes = {"tokens": ([shape.batch, shape.seq], "int32"), "start_pos": ([shape.batch], "int32"),
                          "seq_lens": ([shape.batch], "int32")}
+        self.argmax_of = self._argmax_linear(state)
+        # a prefill program's LM head reads each sequence's last row only (copied by last_rows):
+        # its logits are [B, V], row b the last real token of sequence b
+        self.last_rows_of = self.argmax_of if not self.decode and not lowering.prompt_logits else None
+        logits_rows = shape.batch if self.last_rows_of else self.rows
+        self.overrides = {}  # tensor name -> operand, for the LM head's gathered inputs
         for public, tensor_name in self.graph.outputs.items():
             tensor = self.graph.tensors[tensor_name]
-            io_shapes[tensor_name] = ([self.rows, tensor.shape[1]], tensor.dtype)
+            io_shapes[tensor_name] = ([logits_rows if public == "logits" else self.rows, tensor.shape[1]], tensor.dtype)
         padded = set(self.graph.outputs.values())  # e.g. logits [T, 50257]: pad the row stride
-        self.argmax_of = self._argmax_linear(state)
         if self.argmax_of:  # the logits matmul's per-group (largest value, first id) for the greedy sampler
             pairs = argmax_width(self.graph.tensors[self.graph.outputs["logits"]].shape[1])
-            io_shapes.update(argmax_values=([self.rows, pairs], "float32"), argmax_ids=([self.rows, pairs], "int32"))
+            io_shapes.update(argmax_values=([logits_rows, pairs], "float32"),
+                             argmax_ids=([logits_rows, pairs], "int32"))
             padded.update(("argmax_values", "argmax_ids"))
         for name, (dims, dtype) in io_shapes.items():
             strides = None
@@ -281,6 +288,8 @@ class _ProgramLowering:
         return {"partials": outputs, "partial_lse": lse}
 
     def operand(self, tensor_name):
+        if tensor_name in self.overrides:
+            return dict(self.overrides[tensor_name])
         if tensor_name in self.io:
             return self.io[tensor_name]
         tensor = self.graph.tensors[tensor_name]
@@ -298,7 +307,7 @@ class _ProgramLowering:
         """The row statistics of a `width`-column tensor for this program's column groups: the
         first columns of the stats tensor (infer_shapes sizes it for the narrowest groups)."""
         operand = self.operand(tensor_name)
-        operand["shape"] = [self.rows, stats_width(width, norm, self.stats_group)]
+        operand["shape"] = [operand["shape"][0], stats_width(width, norm, self.stats_group)]
         return operand
 
     def run(self):
@@ -310,6 +319,8 @@ class _ProgramLowering:
             lower = getattr(self, f"_{op.kind}", None)
             if lower is None:
                 raise CompileError(f"{op.describe()}: no kernel lowers op '{op.kind}'")
+            if op.name == self.last_rows_of:
+                launches.extend(self._last_rows(op))
             for template, constants, named in lower(op):
                 launches.append(self._launch(op.name, template, constants, named))
         outputs = {public: self.io[name] for public, name in self.graph.outputs.items()}
@@ -318,6 +329,26 @@ class _ProgramLowering:
         return {"batch": self.shape.batch, "seq": self.shape.seq,
                 "inputs": {name: self.io[name] for name in ("tokens", "start_pos", "seq_lens")},
                 "outputs": outputs, "launches": launches}
+
+    def _last_rows(self, op):
+        """Launches copying each sequence's last row of the LM head's input (and of its folded
+        norm's statistics) to scratch, which the LM head then reads as its [B, ...] inputs."""
+        x = self.operand(op.inputs["x"])
+        sources = {op.inputs["x"]: x}
+        prologue = op.attrs.get("prologue")
+        if prologue:
+            sources[op.inputs["stats"]] = self.stats_operand(op.inputs["stats"], prologue["norm"], x["shape"][1])
+        launches, offset = [], 0
+        for tensor_name, source in sources.items():
+            width = source["shape"][1]
+            copy = _operand("scratch", offset, [self.shape.batch, width], source["dtype"])
+            offset = _align(offset + self.shape.batch * width * itemsize(source["dtype"]))
+            constants = {"dtype": source["dtype"], "seq": self.shape.seq}
+            launches.append(self._launch(op.name, "last_rows", constants,
+                                         {"x": source, "seq_lens": self.io["seq_lens"], "out": copy}))
+            self.overrides[tensor_name] = copy
+        self.lowering.scratch_bytes = max(self.lowering.scratch_bytes, offset)
+        return launches
 
     def _launch(self, op_name, template, constants, named):
         operands = kernels.ordered(template, constants, named)
@@ -332,6 +363,8 @@ class _ProgramLowering:
                  "next_tokens": state["decode_tokens"], "next_start": state["decode_start_pos"],
                  "next_lens": state["decode_seq_lens"]}
         constants = {"dtype": logits["dtype"], "phase": "decode" if self.decode else "prefill", "seq": self.shape.seq}
+        if self.last_rows_of:  # logits row b is sequence b's last token
+            constants["last_rows"] = True
         if self.argmax_of:
             named.update(argmax_values=self.io["argmax_values"], argmax_ids=self.io["argmax_ids"])
             constants["argmax_partials"] = True
@@ -383,7 +416,7 @@ class _ProgramLowering:
             constants["weight_layout"] = "out_in"
         prologue = op.attrs.get("prologue")
         named = {"x": self.operand(op.inputs["x"])}
-        if not self.decode:  # row tiles past their sequence's length skip their K loop
+        if not self.decode and op.name != self.last_rows_of:  # row tiles past their length skip their K loop
             constants["row_skip"] = True
             named["seq_lens"] = self.io["seq_lens"]
         if prologue:  # a norm folded into the weights (fold_norms): rows scaled by rstd from `stats`

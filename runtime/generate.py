@@ -104,9 +104,10 @@ def prefill(executor, prompts):
     executor.reset()
     for seq, tokens, start_pos, seq_lens in _chunks(executor.plan, dict(enumerate(prompts))):
         logits = executor.run(f"prefill_{seq}", tokens, start_pos, seq_lens)["logits"]
+        every_row = len(logits) > len(seq_lens)  # a --prompt-logits plan; else row b is b's last token
         for i, prompt in enumerate(prompts):
             if seq_lens[i] and start_pos[i] + seq_lens[i] == len(prompt):
-                last_logits[i] = logits[i * seq + seq_lens[i] - 1]
+                last_logits[i] = logits[i * seq + seq_lens[i] - 1 if every_row else i]
     return np.stack(last_logits)
 
 

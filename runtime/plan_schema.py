@@ -170,10 +170,11 @@ def _check_shapes(c, body):
         _shape(c, inputs["seq_lens"], f"programs.{name}.inputs.seq_lens", (batch,), "int32")
         logits = program["outputs"].get("logits")
         vocab = body["model"]["config"].get("vocab_size")
-        if logits is not None and (len(logits["shape"]) != 2 or logits["shape"][0] != batch * seq
+        # every row's logits, or (prefill without --prompt-logits) each sequence's last row's
+        if logits is not None and (len(logits["shape"]) != 2 or logits["shape"][0] not in (batch * seq, batch)
                                    or (vocab is not None and logits["shape"][1] != vocab)):
             c.fail(f"programs.{name}.outputs.logits", f"has shape {logits['shape']}, expected "
-                                                      f"[{batch * seq}, {vocab}]")
+                                                      f"[{batch * seq}, {vocab}] or [{batch}, {vocab}]")
     generation = body["generation"]
     if generation is not None:
         _shape(c, generation["history"], "generation.history", (batch, max_seq), "int32")

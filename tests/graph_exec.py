@@ -15,7 +15,7 @@ def run_graph(graph, tokens, seed=0, decode=False, max_seq=None):
     for the last one are returned. The plan holds `max_seq` positions (default: the tokens)."""
     graph = plan_buffers.run(infer_shapes.run(graph))
     seq = len(tokens) - 1 if decode else len(tokens)
-    lowering = Lowering(graph, max_batch=1, max_seq=max_seq or len(tokens))
+    lowering = Lowering(graph, max_batch=1, max_seq=max_seq or len(tokens), prompt_logits=True)
     programs = {f"prefill_{seq}": lowering.lower_program(ProgramShape(f"prefill_{seq}", 1, seq))}
     if decode:
         programs["decode"] = lowering.lower_program(ProgramShape("decode", 1, 1))

@@ -273,3 +273,20 @@ def test_quantization_flags_are_checked(tmp_path):
     _assert_clean_error(_cgc("compile", "gpt2", "--preset", "nano", "--quant", "int4", "--sm", "none",
                              "-o", str(tmp_path / "x.plan")), "--group-size 128 does not divide the 48 input features")
     assert not os.path.exists(tmp_path / "x.plan")
+
+
+def test_prompt_logits_keeps_every_prefill_position(tmp_path, nano_plan):
+    """By default a prefill gives each sequence's last position's logits; --prompt-logits gives
+    every position's, the same values at the last ones."""
+    from runtime.numpy_executor import NumpyExecutor
+    from runtime.plan import load_plan
+    path = str(tmp_path / "all.plan")
+    assert main(["compile", "gpt2", "--preset", "nano", "--sm", "none", "--set", "vocab_size=500",
+                 "--prompt-logits", "-o", path]) == 0
+    assert "every prompt position (--prompt-logits)" in _cgc("inspect", path).stdout
+    assert "each sequence's last position" in _cgc("inspect", nano_plan).stdout
+    tokens = np.random.default_rng(4).integers(0, 500, size=(1, 64)).astype(np.int32)
+    every = NumpyExecutor(load_plan(path)).run("prefill_64", tokens, [0], [40])["logits"]
+    last = NumpyExecutor(load_plan(nano_plan)).run("prefill_64", tokens, [0], [40])["logits"]
+    assert every.shape == (64, 500) and last.shape == (1, 500)
+    np.testing.assert_allclose(last[0], every[39], rtol=0, atol=1e-5 * np.abs(every[39]).max())

@@ -27,7 +27,7 @@ def sample(constants, logits, start_pos, seq_lens, params, options, eos, history
         if position >= limit:
             next_lens.array[b] = 0
             continue
-        row = b * seq + length - 1
+        row = b if constants.get("last_rows") else b * seq + length - 1
         if argmax and settings[b][0] == 0 and settings[b][2] == 1:
             values, ids = argmax[0].read()[row], argmax[1].read()[row]
             chosen = int(ids[values == values.max()].min())

@@ -64,7 +64,7 @@ def test_operand_roles_follow_the_constants_and_order_named_operands():
     assert roles("attention", {"rope": True, "norm_eps": 1e-6, "kv_splits": 2})[-6:] == (
         "cos", "sin", "norm_weight", "k_norm_weight", "partials", "partial_lse")
     assert roles("rope", {"norm_eps": 1e-6, "q_heads": 2}) == (
-        "x", "norm_weight", "k_norm_weight", "start_pos", "cos", "sin", "out")
+        "x", "norm_weight", "k_norm_weight", "start_pos", "seq_lens", "cos", "sin", "out")
     assert ordered("add", {}, {"out": 3, "b": 2, "a": 1}) == [1, 2, 3]
     with pytest.raises(CompileError, match="template 'add' takes operands \\['a', 'b', 'out'\\], got \\['a', 'out'\\]"):
         ordered("add", {}, {"out": 3, "a": 1})
@@ -144,7 +144,9 @@ def test_row_kernels_cover_odd_widths_with_power_of_two_blocks():
     assert choose_tiles(90, "add_norm", {"norm": "rmsnorm"}, {"a": (37, 3584)}) == {"block": 4096, "rows": 2}
     assert choose_tiles(90, "rmsnorm", {"group": 128}, {"x": (37, 2048)}) == {"block": 128, "rows": 16}
     assert choose_tiles(90, "gelu", {}, {"out": (37, 3584)}) == {"block": 256, "rows": 16}
-    assert choose_tiles(90, "rope", {"head_dim": 80}, {}) == {"half_block": 64}
+    assert choose_tiles(90, "rope", {"head_dim": 80, "seq": 48}, {}) == {"half_block": 64, "tile_rows": 16}
+    assert choose_tiles(90, "rope", {"head_dim": 128, "seq": 512}, {})["tile_rows"] == 32
+    assert choose_tiles(90, "rope", {"head_dim": 128, "seq": 19}, {})["tile_rows"] == 1
     assert choose_tiles(90, "attention_merge", {"head_dim": 8}, {}) == {"block_d": 16}
     sample = choose_tiles(90, "sample", {"argmax_partials": True},
                           {"logits": (2, 50257), "history": (2, 64), "eos": (8,), "argmax_values": (2, 1571)})

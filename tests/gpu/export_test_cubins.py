@@ -318,6 +318,17 @@ def _rope_cases():
     return cases
 
 
+def _last_rows_cases():
+    """Each sequence's last row of a 3 x 19-row chunk (lengths 19, 0 and 7), from a strided view:
+    bf16 rows wider than one 1024-column block, and float32 norm statistics."""
+    cases = []
+    for dtype, width in (("bfloat16", 1100), ("float32", 32)):
+        ops = [operand("x", dtype, [57, width], parent_cols=width + 8), _ints("seq_lens", [19, 0, 7]),
+               operand("out", dtype, [3, width], "out")]
+        cases.append((f"last-rows-{dtype}-w{width}", "last_rows", {"dtype": dtype, "seq": 19}, ops, EXACT))
+    return cases
+
+
 def _attention_cases():
     cases = []
     for phase, dtype, heads, kv_heads, head_dim, starts, lengths, *rope in (
@@ -401,7 +412,7 @@ def _sample_cases():
 def all_cases():
     """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case;
     the operands in the template's order (compiler/kernels/<template>.py roles, as lowering uses)."""
-    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _row_skip_cases() + _quant_matmul_cases() + _elementwise_cases() + _rope_cases()
+    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _row_skip_cases() + _quant_matmul_cases() + _elementwise_cases() + _rope_cases() + _last_rows_cases()
              + _attention_cases() + _sample_cases())
     return [(name, template, constants, ordered(template, constants, {o["name"]: o for o in ops}), bound)
             for name, template, constants, ops, bound in cases]

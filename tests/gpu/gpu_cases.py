@@ -14,9 +14,9 @@ from compiler.compile import CompileOptions, compile_plan
 CACHE_DIR = os.environ.get("CGC_CACHE_DIR", os.path.join("artifacts", "cache"))
 
 # HF parity plans (small random HF models, tests/hf_reference.py), float32 (exact float32 matmuls);
-# llama also as --dtype tf32 and with 3 sequences (test_plan_gpu.py)
+# llama also as --dtype tf32, with 3 sequences and with --prompt-logits (test_plan_gpu.py)
 PARITY_FAMILIES = ["gpt2", "llama", "qwen2", "qwen3"]
-EXTRA_PARITY = [("llama", 3, "float32"), ("llama", 2, "tf32")]
+EXTRA_PARITY = [("llama", 3, "float32", False), ("llama", 2, "tf32", False), ("llama", 2, "float32", True)]
 # quantized parity plans (--quant, int4 groups of QUANT_GROUP): every family and mode, one row
 # (max_batch 1) and MMA decode (2)
 QUANT_MODES = ("int8", "int4", "fp8")
@@ -45,12 +45,13 @@ KERNEL_CASES = [
 ]
 
 
-def parity_options(checkpoint, sm, max_batch=2, dtype="float32", quant=None):
+def parity_options(checkpoint, sm, max_batch=2, dtype="float32", quant=None, prompt_logits=False):
     """Options of a parity plan compiled from an HF checkpoint directory (max_batch 1: the one-row
     decode path, with [out, in] weights; see compiler/passes/store_out_in.py)."""
     from tests.hf_reference import QUANT_GROUP
     return CompileOptions(checkpoint=checkpoint, max_batch=max_batch, max_seq=48, prefill_buckets=(8, 16),
-                          sms=(sm,), cache_dir=CACHE_DIR, dtype=dtype, quant=quant, group_size=QUANT_GROUP)
+                          sms=(sm,), cache_dir=CACHE_DIR, dtype=dtype, quant=quant, group_size=QUANT_GROUP,
+                          prompt_logits=prompt_logits)
 
 
 def kernel_case_options(case, sm):
@@ -71,10 +72,10 @@ def warm_cache(sm):
             for max_batch in (1, 2):
                 compile_plan(family, os.path.join(workdir, f"{family}-{max_batch}.plan"),
                              parity_options(checkpoint, sm, max_batch))
-        for family, max_batch, dtype in EXTRA_PARITY:
+        for family, max_batch, dtype, prompt_logits in EXTRA_PARITY:
             checkpoint = os.path.join(workdir, family)
             compile_plan(family, os.path.join(workdir, f"{family}-{max_batch}-{dtype}.plan"),
-                         parity_options(checkpoint, sm, max_batch, dtype))
+                         parity_options(checkpoint, sm, max_batch, dtype, prompt_logits=prompt_logits))
         for case in KERNEL_CASES:
             compile_plan(case[1], os.path.join(workdir, f"{case[0]}.plan"), kernel_case_options(case, sm))
         for family in PARITY_FAMILIES:

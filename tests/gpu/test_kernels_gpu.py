@@ -374,6 +374,11 @@ def _ref_matmul(c, v):
     return expected
 
 
+def _ref_last_rows(c, v):
+    lengths = np.maximum(v["seq_lens"].astype(np.int64), 1)
+    return {"out": v["x"][np.arange(len(lengths)) * c["seq"] + lengths - 1]}
+
+
 def _ref_rope(c, v):
     heads, head_dim, seq = c["heads"], c["head_dim"], c["seq"]
     rows = v["x"].shape[0]
@@ -448,7 +453,7 @@ REFERENCES = {"embed": _ref_embed, "layernorm": _ref_layernorm, "rmsnorm": _ref_
               "matmul": _ref_matmul, "gelu": lambda c, v: {"out": _gelu(v["x"])},
               "silu_mul": lambda c, v: {"out": _silu(v["gate"]) * v["up"]},
               "add": lambda c, v: {"out": v["a"] + v["b"]}, "rope": _ref_rope,
-              "attention": _ref_attention, "sample": _ref_sample}
+              "attention": _ref_attention, "sample": _ref_sample, "last_rows": _ref_last_rows}
 
 
 def reference_outputs(case, buffers):

@@ -28,11 +28,12 @@ FP32_BOUND = 2e-4
 TF32_BOUND = 1e-2  # --dtype tf32, the explicit opt-in
 
 
-def _compile_llama(tmp_path_factory, max_batch, dtype):
+def _compile_llama(tmp_path_factory, max_batch, dtype, prompt_logits=False):
     directory = tmp_path_factory.mktemp(f"llama-{max_batch}-{dtype}")
     model = build_model("llama", seed=FAMILIES.index("llama"))
     save_checkpoint(model, str(directory))
-    options = parity_options(str(directory), int(cupy.cuda.Device().compute_capability), max_batch, dtype)
+    options = parity_options(str(directory), int(cupy.cuda.Device().compute_capability), max_batch, dtype,
+                             prompt_logits=prompt_logits)
     compile_plan("llama", str(directory / "model.plan"), options)
     return model.cuda(), load_plan(str(directory / "model.plan"))
 
@@ -89,6 +90,14 @@ def test_tf32_opt_in_stays_within_its_bound(tmp_path_factory):
     assert any(kernel["constants"].get("mma") == "tf32" for kernel in plan["kernels"])
     worst = check_prefill_and_decode(model, CupyExecutor(plan), bound=TF32_BOUND)
     print(f"llama --dtype tf32: worst relative error {worst:.2e}")
+
+
+def test_prompt_logits_plan_matches_hf_at_every_position(tmp_path_factory):
+    """--prompt-logits: prefill programs give every prompt position's logits (the default plans
+    give each sequence's last, which the other tests check)."""
+    model, plan = _compile_llama(tmp_path_factory, 2, "float32", prompt_logits=True)
+    assert plan["programs"]["prefill_16"]["outputs"]["logits"]["shape"][0] == 2 * 16
+    check_prefill_and_decode(model, CupyExecutor(plan), bound=FP32_BOUND)
 
 
 def test_three_sequence_float32_greedy_matches_hf(tmp_path_factory):

@@ -16,7 +16,8 @@ from runtime.generate import generate_greedy  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
 from tests.gpu.gpu_cases import PARITY_FAMILIES, QUANT_PARITY, parity_options  # noqa: E402
 from tests.hf_reference import QUANT_GROUP, QUANT_SIZES, build_model, fake_quantize, save_checkpoint  # noqa: E402
-from tests.parity import PROMPT_LENGTHS, check_prefill_and_decode, hf_greedy, hf_logits, relative_error  # noqa: E402
+from tests.parity import (PROMPT_LENGTHS, check_prefill_and_decode, hf_greedy, hf_logits, prefill_rows,  # noqa: E402
+                           relative_error)
 
 FP32_BOUND = 2e-4  # as the float plans' (test_plan_gpu.py)
 
@@ -56,8 +57,8 @@ def _check_one_sequence(model, executor, length=11, steps=4):
     executor.reset()
     tokens = np.zeros((1, 16), dtype=np.int32)
     tokens[0, :length] = sequence[:length]
-    logits = executor.run("prefill_16", tokens, [0], [length])["logits"][:length]
-    worst = relative_error(logits, reference[:length])
+    positions, logits = prefill_rows(executor.run("prefill_16", tokens, [0], [length])["logits"], 1, 0, length, 16)
+    worst = relative_error(logits, reference[positions])
     for step in range(steps):
         position = length + step
         logits = executor.run("decode", [[sequence[position]]], [position], [1])["logits"][0]
