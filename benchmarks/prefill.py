@@ -113,7 +113,7 @@ def measure_torch(hf, prompt, reps, mode):
         return _median_seconds(run, reps), token
 
 
-def run_model(key, args, sm, workdir):
+def run_model(key, args, sm, workdir, save):
     import torch
     model = MODELS[key]
     checkpoint = os.path.join(workdir, key)
@@ -141,6 +141,7 @@ def run_model(key, args, sm, workdir):
                      "cgc_speedup": {peer: s / seconds["cgc"] for peer, s in seconds.items()},
                      "prompt_tokens_per_s": {peer: length / s for peer, s in seconds.items()},
                      "first_token": {peer: int(t) for peer, t in tokens.items()}})
+        save(rows)  # each length as it is measured: a run cut short keeps what it had
     remove_plan(plan_path)
     shutil.rmtree(checkpoint, ignore_errors=True)
     del hf
@@ -168,15 +169,21 @@ def main():
         sm = int(cupy.cuda.Device().compute_capability)
         device = torch.cuda.get_device_name()
         rows = []
+        path = os.path.join(args.out, "prefill-" + device.lower().replace(" ", "-") + ".json")
         for key in args.models:
-            rows.extend(run_model(key, args, sm, workdir))
+            rows.extend(run_model(key, args, sm, workdir, lambda more: _save(path, device, sm, rows + more)))
     print(f"device: {device}; time to first token, ms (batch 1)")
     print(f"{'model':<22}{'tokens':>7}" + "".join(f"{peer:>20}" for peer in PEERS))
     for row in rows:
         print(f"{row['model']:<22}{row['prompt_tokens']:>7}"
               + "".join(f"{row['ttft_ms'].get(peer, float('nan')):>20.2f}" for peer in PEERS))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "prefill-" + device.lower().replace(" ", "-") + ".json"), "w") as handle:
+    _save(path, device, sm, rows)
+    _say(f"wrote {path}")
+
+
+def _save(path, device, sm, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
         json.dump({"device": device, "sm": sm, "ttft": "prompt ids on the host to the first new id on the host, "
                    "median of reps after warm-up", "results": rows}, handle, indent=2)
 
