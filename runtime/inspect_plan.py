@@ -28,10 +28,10 @@ def describe(plan):
         detail = ", ".join(f"{t} x{n}" for t, n in sorted(templates.items()))
         lines.append(f"  {name:<14} batch {program['batch']:>3} x seq {program['seq']:>5}: "
                      f"{len(program['launches'])} launches ({detail})")
-    prefill = [p for name, p in plan["programs"].items() if name != "decode" and "logits" in p["outputs"]]
-    if prefill and prefill[0]["seq"] > 1:
-        rows = prefill[0]["outputs"]["logits"]["shape"][0]
-        lines.append("  prefill logits: " + ("every prompt position (--prompt-logits)" if rows > prefill[0]["batch"]
+    prefill = next((p for p in plan["programs"].values() if p["seq"] > 1 and "logits" in p["outputs"]), None)
+    if prefill is not None:
+        every = prefill["outputs"]["logits"]["shape"][0] > prefill["batch"]
+        lines.append("  prefill logits: " + ("every prompt position (--prompt-logits)" if every
                                              else "each sequence's last position"))
     generic = [k for k in plan["kernels"] if k.get("sm") is None]
     specialized = [k for k in plan["kernels"] if k.get("sm") is not None]
@@ -57,7 +57,8 @@ def describe(plan):
         f"{naive} B per row without reuse: {saved:.0f}% saved)",
         f"  kv cache   {_mb(regions['kv'])}",
         f"  io         {_mb(regions['io'])} (program inputs/outputs, sampler state)",
-        f"  scratch    {_mb(regions['scratch'])} (split decode attention's partial results, the prefill LM head's rows)",
+        f"  scratch    {_mb(regions['scratch'])} (split decode attention's partial results, "
+        "the prefill LM head's rows)",
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
     ]

@@ -17,7 +17,8 @@ def roles(constants):
     weight_scale, weight_min), (weight_up (, its scale and min)), (bias [N]), (residual), out [T, N],
     (stats), (argmax_values, argmax_ids)."""
     epilogue = constants.get("epilogue", ())
-    names = ["x", *(("seq_lens",) if constants.get("row_skip") else ()), *(("norm_stats",) if constants.get("prologue") else ())]
+    names = ["x", *(("seq_lens",) if constants.get("row_skip") else ()),
+             *(("norm_stats",) if constants.get("prologue") else ())]
     weights = ["weight", *quant_roles(constants)]
     names += weights
     if "silu_mul" in epilogue:

@@ -412,7 +412,8 @@ def _sample_cases():
 def all_cases():
     """(name, template, generic constants, operands, rel. error bound) of every GPU kernel case;
     the operands in the template's order (compiler/kernels/<template>.py roles, as lowering uses)."""
-    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _row_skip_cases() + _quant_matmul_cases() + _elementwise_cases() + _rope_cases() + _last_rows_cases()
+    cases = (_embed_cases() + _norm_cases() + _matmul_cases() + _row_skip_cases() + _quant_matmul_cases()
+             + _elementwise_cases() + _rope_cases() + _last_rows_cases()
              + _attention_cases() + _sample_cases())
     return [(name, template, constants, ordered(template, constants, {o["name"]: o for o in ops}), bound)
             for name, template, constants, ops, bound in cases]
