@@ -48,10 +48,10 @@ def tiles(rules, sm, constants, shapes):
         tiles = {"tile_k": rules.prefill_tile_k, **_fill_waves(rules, sm, rows, columns, dtype)}
     else:
         tiles = dict(rules.mma_decode)
-        if columns > rules.wide_decode_columns:
-            tiles.update(rules.wide_decode)
-        elif rows == 1 and constants.get("weight_layout") == "out_in":
+        if rows == 1 and constants.get("weight_layout") == "out_in":  # before wide: a 7B's gate+up
             tiles.update(_out_in_one_row(rules, sm, columns, depth, dtype, constants))
+        elif columns > rules.wide_decode_columns:
+            tiles.update(rules.wide_decode)
         elif rows == 1 and not _stats_groups_over_one(constants, rules.one_row["tile_n"]) and (
                 one_row := _one_row(rules, constants, depth)):
             tiles.update(one_row)

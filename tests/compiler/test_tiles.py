@@ -102,6 +102,10 @@ def test_one_row_out_in_matmuls_step_deeper_from_deep_k_where_their_ctas_fill_th
     assert tiles(1024, 2 * 3072, epilogue=("silu_mul",))["tile_k"] == 256  # 16-row gate+up tiles
     assert tiles(1024, 2 * 3072, epilogue=("silu_mul",))["tile_n"] == 16
     assert launch_grid("matmul", tiles(3072, 1024), {"x": (1, 3072), "out": (1, 1024)}) == (1, 128, 1)
+    # a 7B's gate+up (18944 outputs, wider than LM-head-wide): whole weight rows, not wide MMA tiles
+    # (Qwen2-7B decoder on the H200: 99 -> 72 us a layer)
+    assert tiles(3584, 2 * 18944, epilogue=("silu_mul",)) == {
+        "tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 1, "occupancy": 2}
 
 
 def test_one_row_matmuls_storing_row_statistics_store_one_group_a_cta():
