@@ -7,7 +7,10 @@ buckets of 512 and 2048 positions: a longer prompt runs as 2048-token chunks ove
 cache. Time to first token (TTFT) is from the prompt's ids on the host to the first new id on the
 host: cgc's `generate(..., 1)`; for the peers one forward pass with `logits_to_keep=1`, then argmax
 (eager keeps HF's KV cache; the compiled and graph-captured peers run without one). Median of
---reps runs after warm-up. Writes benchmarks/results/prefill-<gpu>.json.
+--reps runs after warm-up. Each row also compares cgc's last-position logits with eager PyTorch's
+(largest difference, and PyTorch's top-two gap, relative to its largest logit): random-weight
+logits over long prompts are nearly flat, so first tokens can differ where the gap is smaller.
+Writes benchmarks/results/prefill-<gpu>.json.
 
     python benchmarks/prefill.py [--models qwen3,llama-1b,qwen2-7b] [--lengths 512,2048,8192] [--skip-compile]
     python benchmarks/prefill.py --export-only 90   # fill the kernel cache where tileiras works
@@ -66,14 +69,29 @@ def _median_seconds(run, reps):
 
 
 def measure_cgc(plan_path, prompt, reps):
-    from runtime.generate import generate
+    """(TTFT seconds, first token, last-position logits [V] float32) of cgc's chunked prefill."""
+    from runtime.generate import generate, prefill
     from runtime.session import open_plan
     executor = open_plan(plan_path, device="gpu")
     try:
         token = generate(executor, [prompt], 1).tokens[0][0]
-        return _median_seconds(lambda: generate(executor, [prompt], 1), reps), token
+        seconds = _median_seconds(lambda: generate(executor, [prompt], 1), reps)
+        return seconds, token, np.asarray(prefill(executor, [prompt])[0], dtype=np.float32)
     finally:
         executor.close()
+
+
+def logits_check(ours, hf, prompt):
+    """cgc's last-position logits against eager PyTorch's (same bf16 weights): the largest
+    difference and PyTorch's gap between its top two logits, both relative to its largest |logit|
+    (a first token can differ where the gap is below the difference)."""
+    import torch
+    with torch.no_grad():
+        theirs = hf(torch.tensor([prompt], device=hf.device), logits_to_keep=1).logits[0, -1].float().cpu().numpy()
+    scale = float(np.abs(theirs).max())
+    top2 = np.sort(theirs)[-2:]
+    return {"relative_error": float(np.abs(ours - theirs).max()) / scale,
+            "pytorch_top2_gap": float(top2[1] - top2[0]) / scale}
 
 
 def measure_torch(hf, prompt, reps, mode):
@@ -128,7 +146,8 @@ def run_model(key, args, sm, workdir, save):
         prompt = np.random.default_rng(length).integers(0, hf.config.vocab_size, size=length).tolist()
         seconds, tokens = {}, {}
         _say(f"{model['name']}, {length} tokens: cgc")
-        seconds["cgc"], tokens["cgc"] = measure_cgc(plan_path, prompt, args.reps)
+        seconds["cgc"], tokens["cgc"], logits = measure_cgc(plan_path, prompt, args.reps)
+        check = logits_check(logits, hf, prompt)
         for peer, mode in zip(PEERS[1:], ("eager", "compile", "graph")):
             if mode == "compile" and args.skip_compile:
                 continue
@@ -140,7 +159,8 @@ def run_model(key, args, sm, workdir, save):
                      "ttft_ms": {peer: 1e3 * s for peer, s in seconds.items()},
                      "cgc_speedup": {peer: s / seconds["cgc"] for peer, s in seconds.items()},
                      "prompt_tokens_per_s": {peer: length / s for peer, s in seconds.items()},
-                     "first_token": {peer: int(t) for peer, t in tokens.items()}})
+                     "first_token": {peer: int(t) for peer, t in tokens.items()},
+                     "last_logits_vs_pytorch_eager": check})
         save(rows)  # each length as it is measured: a run cut short keeps what it had
     remove_plan(plan_path)
     shutil.rmtree(checkpoint, ignore_errors=True)
