@@ -141,9 +141,10 @@ def _run(args):
 
 
 def _inspect(args):
-    from runtime.inspect_plan import describe
+    from runtime.inspect_plan import describe, describe_kernel
     from runtime.plan import load_plan
-    print("\n".join(describe(load_plan(args.plan))))
+    plan = load_plan(args.plan)
+    print("\n".join(describe(plan) if args.kernel is None else describe_kernel(plan, args.kernel)))
 
 
 def build_parser():
@@ -208,6 +209,8 @@ def build_parser():
 
     inspect_cmd = commands.add_parser("inspect", help="summarize a plan")
     inspect_cmd.add_argument("plan")
+    inspect_cmd.add_argument("--kernel", type=int, metavar="N",
+                             help="show kernel N only: its registers, spills, shared memory and PTX instruction mix")
     inspect_cmd.set_defaults(handler=_inspect)
     return parser
 

@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+from runtime.cubin_info import instruction_mix, ptx, resources
+from runtime.errors import PlanError
 from runtime.step_bytes import decode_weight_bytes, kv_bytes_per_position
 
 
@@ -37,14 +39,15 @@ def describe(plan):
     specialized = [k for k in plan["kernels"] if k.get("sm") is not None]
     cubin_bytes = sum(len(c["image"]) for k in specialized for c in k["cubins"].values())
     lines += ["", f"kernels    {len(generic)} distinct specs; {len(specialized)} SM-specific cubins "
-                  f"({cubin_bytes / 1e6:.2f} MB)"]
+                  f"({cubin_bytes / 1e6:.2f} MB): threads a CTA (x), registers (r) and spilled local bytes (l) "
+                  "a thread, shared memory (s); --kernel N for one kernel's PTX mix"]
     width = max((len(kernel["template"]) for kernel in plan["kernels"]), default=0)
     for index, kernel in enumerate(plan["kernels"]):
         constants = ", ".join(f"{k}={v}" for k, v in kernel["constants"].items())
         where = "generic"
         if kernel.get("sm") is not None:
             cubin = kernel["cubins"][f"sm_{kernel['sm']}"]
-            where = f"sm_{kernel['sm']} x{cubin['block'][0]}"
+            where = f"sm_{kernel['sm']} x{cubin['block'][0]} {_resources(cubin['image'])}"
         lines.append(f"  [{index:>2}] {kernel['template']:<{width}} {where:<18} {constants}")
     buffers = plan["buffers"]
     weights = plan["weights"]
@@ -66,6 +69,39 @@ def describe(plan):
     lines += _decode_step(plan)
     lines += ["", "passes"]
     lines += [f"  {name:<17} {summary}" for name, summary in plan["passes"]]
+    return lines
+
+
+def _resources(image):
+    """'r128 l72 s28.9K': registers per thread, local (spilled) bytes per thread, shared KB."""
+    used = resources(image)
+    if used is None:
+        return "r? l? s?"
+    return f"r{used['registers']} l{used['local_bytes']} s{used['shared_bytes'] / 1e3:.1f}K"
+
+
+def describe_kernel(plan, index, top=16):
+    """Lines on kernel `index` of `plan` (`cgc inspect --kernel N`): its spec and, per cubin, what
+    it uses and the most frequent instructions of its embedded PTX."""
+    kernels = plan["kernels"]
+    if not 0 <= index < len(kernels):
+        raise PlanError(f"{plan.get('path', 'plan')}: --kernel {index}: the plan has kernels 0 to {len(kernels) - 1}")
+    kernel = kernels[index]
+    lines = [f"kernel [{index}] {kernel['template']}, " + ", ".join(f"{k}={v}" for k, v in kernel["constants"].items())]
+    if not kernel["cubins"]:
+        lines.append("  generic spec: no cubin (the SM-specific kernels are listed by `cgc inspect`)")
+    for target, cubin in kernel["cubins"].items():
+        used = resources(cubin["image"])
+        lines.append(f"  {target}: symbol {cubin['symbol']}, {cubin['block'][0]} threads a CTA, "
+                     f"{len(cubin['image'])} bytes")
+        lines.append("    " + ("resources unreadable (not a cubin tileiras wrote)" if used is None else
+                              f"{used['registers']} registers and {used['local_bytes']} bytes of local memory "
+                              f"(spills) a thread, {used['shared_bytes']} bytes of shared memory"))
+        text = ptx(cubin["image"])
+        if text is not None:
+            mix = instruction_mix(text)
+            lines.append(f"    PTX: {sum(mix.values())} instructions; most frequent: "
+                         + ", ".join(f"{op} {n}" for op, n in mix.most_common(top)))
     return lines
 
 

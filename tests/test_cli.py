@@ -248,6 +248,12 @@ def test_invalid_utf8_and_unknown_device(nano_plan):
     assert unknown.returncode == 2 and "invalid choice: 'tpu'" in unknown.stderr
 
 
+def test_inspect_one_kernel(nano_plan):
+    shown = _cgc("inspect", nano_plan, "--kernel", "0")
+    assert shown.returncode == 0 and shown.stdout.startswith("kernel [0] ")
+    _assert_clean_error(_cgc("inspect", nano_plan, "--kernel", "999"), "--kernel 999: the plan has kernels 0 to")
+
+
 def test_inspect_refuses_non_regular_files(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     _assert_clean_error(_cgc("inspect", str(tmp_path / "fifo")), "not a regular file")
