@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from compiler.errors import CompileError
 from compiler.kernels import choose_tiles, launch_grid
 from compiler.tiles import SHIPPED
+from runtime.cubin_info import resources
 
 DEFAULT_CACHE = os.path.join("artifacts", "cache")
 REGION_ALIGN = 256   # the runtime's region allocations are at least this aligned (bytes)
@@ -90,7 +91,22 @@ def specialize_kernels(kernels, programs, sms, cache_dir=None, log=None, rules=S
     if missing:
         raise CompileError(_missing_message(missing, len(pending), cache_dir))
     log(f"kernels ready in {time.perf_counter() - started:.1f} s")
+    spilling = _spilling(pending)
+    if spilling:
+        log(f"{len(spilling)} of {len(pending)} kernels spill registers to local memory ({', '.join(spilling)}; "
+            f"`cgc inspect PLAN` lists each kernel's registers and spills)")
     return [dict(toolchain) for toolchain in sorted(toolchains)]
+
+
+def _spilling(specs):
+    """'template sm_N' of each spec whose cubin spills registers (runtime/cubin_info.py)."""
+    names = []
+    for spec in specs:
+        for target, cubin in spec["cubins"].items():
+            used = resources(cubin["image"])
+            if used is not None and used["local_bytes"]:
+                names.append(f"{spec['template']} {target}")
+    return sorted(names)
 
 
 def _missing_message(missing, total, cache_dir):

@@ -67,3 +67,13 @@ def test_warm_cache_recompiles_in_seconds_with_identical_cubins(multi_target):
     images = [tuple(c["image"] for c in k["cubins"].values()) for k in plan["kernels"]]
     assert images == [tuple(c["image"] for c in k["cubins"].values()) for k in again["kernels"]]
     assert warm_seconds < cold_seconds / 3
+
+
+def test_compile_names_the_kernels_that_spill(tmp_path):
+    from compiler.cutile_export import export_cubin
+    from compiler.specialize import _spilling
+    from tests.runtime.test_cubin_info import ADD, INT4_GATE_UP
+    specs = [{"template": template, "cubins": {"sm_90": {"image": export_cubin(template, constants, operands, 90,
+                                                                                str(tmp_path)).cubin}}}
+             for template, constants, operands in (ADD, INT4_GATE_UP)]
+    assert _spilling(specs) == ["matmul sm_90"]  # the int4 gate+up spills, the add does not
