@@ -62,3 +62,20 @@ def test_not_a_directory(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(CheckpointError, match="expects a checkpoint directory"):
         CheckpointWeights(str(tmp_path / "f"))
+
+
+@pytest.mark.parametrize("factor, head_dim", [(32.0, 64), (8.0, 128)])  # Llama-3.2-1B, Llama-3.1-8B
+def test_llama3_rope_frequencies_match_transformers(factor, head_dim):
+    transformers = pytest.importorskip("transformers")
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from compiler.weights import rope_inv_freq
+    scaling = dict(rope_type="llama3", factor=factor, low_freq_factor=1.0, high_freq_factor=4.0,
+                   original_max_position_embeddings=8192)
+    config = transformers.LlamaConfig(hidden_size=4 * head_dim, num_attention_heads=4, head_dim=head_dim,
+                                      rope_theta=500000.0, rope_scaling=scaling, max_position_embeddings=131072)
+    theirs = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")[0].numpy()
+    ours = rope_inv_freq(head_dim, 500000.0, scaling)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)  # float64 here, float32 there
+    plain = rope_inv_freq(head_dim, 500000.0, None)
+    assert ours[0] == plain[0] == 1.0  # short wavelengths keep their frequency
+    np.testing.assert_allclose(ours[-1], plain[-1] / factor)  # the longest are slowed by the factor
