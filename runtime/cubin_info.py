@@ -18,7 +18,8 @@ _PTX_OP = re.compile(r"\s*(?:@!?%p\d+\s+)?([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?)[\s.
 
 
 def _sections(image):
-    """{name: bytes} of an ELF64 little-endian image; raises ValueError when malformed."""
+    """({name: bytes}, {name: size}) of an ELF64 little-endian image's sections (a NOBITS section,
+    such as .nv.shared.*, has a size and no bytes); raises ValueError when malformed."""
     if len(image) < 64 or image[:4] != b"\x7fELF" or image[4] != 2 or image[5] != 1:
         raise ValueError("not an ELF64 little-endian image")
     shoff, = struct.unpack_from("<Q", image, 0x28)

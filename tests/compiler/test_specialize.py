@@ -72,7 +72,8 @@ def test_warm_cache_recompiles_in_seconds_with_identical_cubins(multi_target):
 def test_compile_names_the_kernels_that_spill(tmp_path):
     from compiler.cutile_export import export_cubin
     from compiler.specialize import _spilling
-    from tests.runtime.test_cubin_info import ADD, INT4_GATE_UP
+    from tests.compiler.test_kernel_cache import ADD
+    from tests.runtime.test_cubin_info import INT4_GATE_UP
     specs = [{"template": template, "cubins": {"sm_90": {"image": export_cubin(template, constants, operands, 90,
                                                                                 str(tmp_path)).cubin}}}
              for template, constants, operands in (ADD, INT4_GATE_UP)]

@@ -11,9 +11,9 @@ from compiler.cutile_export import export_cubin  # noqa: E402
 from runtime.cubin_info import instruction_mix, ptx, resources  # noqa: E402
 from runtime.errors import PlanError  # noqa: E402
 from runtime.inspect_plan import describe_kernel  # noqa: E402
+from tests.compiler.test_kernel_cache import ADD  # noqa: E402
 
 F16, BF16 = "float16", "bfloat16"
-ADD = ("add", {"dtype": F16, "rows": 16, "block": 64}, [(F16, 2)] * 3)
 # Llama-3.2-1B's int4 gate+up at batch 1: 128 registers at two CTAs per SM, and it spills
 INT4_GATE_UP = ("matmul", {"dtype": BF16, "epilogue": ["silu_mul"], "occupancy": 2, "out_dtype": BF16, "quant_group": 128,
                            "tile_k": 256, "tile_m": 1, "tile_n": 32, "weight_latency": 1, "weight_layout": "out_in",
