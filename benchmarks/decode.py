@@ -96,8 +96,20 @@ def build_checkpoint(key, directory):
         for name, param in hf.named_parameters():
             if "norm" not in name and ".ln_" not in name:
                 param.normal_(0.0, WEIGHT_STD)
-    hf = hf.to(getattr(torch, model["dtype"]))
+    hf = cast_like_loaded(hf, getattr(torch, model["dtype"]))
     hf.save_pretrained(directory, safe_serialization=True)
+    return hf
+
+
+def cast_like_loaded(hf, dtype):
+    """`hf` cast to `dtype` as `from_pretrained(..., dtype=dtype)` would hold it: `Module.to` also
+    rounds the rotary `inv_freq` buffers, whose rope angles then drift by ~position * 2^-9 (a bf16
+    peer's logits at 256 tokens were 0.15 off its float32 self); they stay float32."""
+    kept = {name: buffer.clone() for name, buffer in hf.named_buffers() if name.endswith("inv_freq")}
+    hf = hf.to(dtype)
+    for name, buffer in kept.items():
+        owner, _, attribute = name.rpartition(".")
+        hf.get_submodule(owner)._buffers[attribute] = buffer
     return hf
 
 

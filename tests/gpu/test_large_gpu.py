@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.usefixtures("hf_in_
 cupy = pytest.importorskip("cupy")
 torch = pytest.importorskip("torch")
 
-from benchmarks.decode import MODELS, PROMPT, compile_model, max_seq  # noqa: E402
+from benchmarks.decode import MODELS, PROMPT, cast_like_loaded, compile_model, max_seq  # noqa: E402
 from runtime.cupy_executor import CupyExecutor  # noqa: E402
 from runtime.generate import generate_greedy  # noqa: E402
 from runtime.plan import load_plan  # noqa: E402
@@ -40,7 +40,7 @@ def seven_b(tmp_path_factory):
         for name, param in hf.named_parameters():
             if "norm" not in name:
                 param.normal_(0.0, 0.02)
-    hf = hf.to(torch.bfloat16)
+    hf = cast_like_loaded(hf, torch.bfloat16)
     hf.save_pretrained(str(directory), safe_serialization=True)
     plan_path = str(directory / "model.plan")
     compile_model("qwen2-7b", 1, NEW_TOKENS, int(cupy.cuda.Device().compute_capability), str(directory), plan_path,
