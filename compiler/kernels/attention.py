@@ -19,12 +19,15 @@ def roles(constants):
 
 
 def tiles(rules, sm, constants, shapes):
-    """Prefill: 64 query rows (128 for 16-bit heads of up to 64), 64 keys a step (fp32 TF32 ran
-    fastest at 64x64). Decode: the cache tile of decode_kv_tile plus rules.decode_attention's hints."""
+    """Prefill: rules.prefill_attention's (query rows, keys a step) for the head block (the
+    smallest entry holding it), float32 (TF32) 64 x 64. Decode: the cache tile of decode_kv_tile
+    plus rules.decode_attention's hints."""
     block_d = pow2(constants["head_dim"], 16)
     if constants["phase"] == "prefill":
-        rows = 64 if constants["dtype"] == "float32" else (128 if block_d <= 64 else 64)
-        return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": 64}
+        choices = rules.prefill_attention
+        rows, keys = (64, 64) if constants["dtype"] == "float32" else choices[
+            min((d for d in choices if d >= block_d), default=max(choices))]
+        return {"block_d": block_d, "tile_q": min(rows, pow2(constants["seq"], 16)), "tile_kv": keys}
     tiles = {"block_d": block_d, "tile_kv": decode_kv_tile(rules, constants["head_dim"]), **rules.decode_attention}
     if "kv_prefetch" in tiles:  # cache tiles loaded before the wait: no more than the cache holds
         tiles["kv_prefetch"] = min(tiles["kv_prefetch"], cdiv(shapes["k_cache"][2], tiles["tile_kv"]))

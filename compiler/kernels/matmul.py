@@ -1,9 +1,9 @@
 """out = epilogue(prologue(x) @ weight): templates/matmul.py.jinja.
 
 Tiles by launch shape: prefill-shaped launches (more than rules.decode_rows rows) take the MMA
-candidate that fills the SMs' waves best; decode-shaped ones MMA tiles with a weight-load latency
-hint, LM heads wider tiles, and one token row the one-row path (no MMA; TILE_M == 1) where it
-was measured faster: [K, N] weights without gate+up in the dtypes of rules.one_row_hints, and
+candidate that fills the SMs' waves best (gate+up its own candidates); decode-shaped ones MMA
+tiles with a weight-load latency hint, LM heads (wide launches other than gate+up) wider tiles,
+and one token row the one-row path (no MMA; TILE_M == 1) where it was measured faster: [K, N] weights without gate+up in the dtypes of rules.one_row_hints, and
 [N, K] weights (store_out_in) in whole weight rows per CTA.
 """
 
@@ -45,13 +45,15 @@ def tiles(rules, sm, constants, shapes):
     columns = shapes["out"][1]
     dtype = constants.get("dtype")
     if shape_class(rules, rows) == "prefill":
-        tiles = {"tile_k": rules.prefill_tile_k, **_fill_waves(rules, sm, rows, columns, dtype)}
+        candidates = (rules.prefill_gate_up_candidates if "silu_mul" in constants.get("epilogue", ())
+                      else rules.prefill_candidates)
+        tiles = {"tile_k": rules.prefill_tile_k, **_fill_waves(rules, sm, rows, columns, dtype, candidates)}
     else:
         tiles = dict(rules.mma_decode)
         if rows == 1 and constants.get("weight_layout") == "out_in":  # before wide: a 7B's gate+up
             tiles.update(_out_in_one_row(rules, sm, columns, depth, dtype, constants))
-        elif columns > rules.wide_decode_columns:
-            tiles.update(rules.wide_decode)
+        elif columns > rules.wide_decode_columns and "silu_mul" not in constants.get("epilogue", ()):
+            tiles.update(rules.wide_decode)  # LM heads; a 7B's batch-8 gate+up spilled on them
         elif rows == 1 and not _stats_groups_over_one(constants, rules.one_row["tile_n"]) and (
                 one_row := _one_row(rules, constants, depth)):
             tiles.update(one_row)
@@ -117,7 +119,7 @@ def _out_in_one_row(rules, sm, columns, depth, dtype, constants):
     return {**rules.one_row, "tile_n": tile_n, "tile_k": rules.out_in_k[tile_n][deep], **hints}
 
 
-def _fill_waves(rules, sm, rows, columns, dtype):
+def _fill_waves(rules, sm, rows, columns, dtype, candidates):
     """Prefill tile that keeps the SMs busiest: waves of CTAs times tile size over efficiency.
     Two CTAs per SM were measured with 16-bit tiles only; fp32 (TF32) tiles keep one."""
     def cost(candidate):
@@ -126,7 +128,7 @@ def _fill_waves(rules, sm, rows, columns, dtype):
         ctas = cdiv(rows, tile_m) * cdiv(columns, tile_n)
         return cdiv(ctas, sm_count(rules, sm) * occupancy) * tile_m * tile_n / efficiency
 
-    tile_m, tile_n, _, occupancy = min(rules.prefill_candidates, key=cost)
+    tile_m, tile_n, _, occupancy = min(candidates, key=cost)
     tiles = {"tile_m": tile_m, "tile_n": tile_n}
     if occupancy > 1 and dtype != "float32":
         tiles["occupancy"] = occupancy

@@ -84,6 +84,9 @@ def test_one_row_decode_matmuls_take_the_no_mma_tile_where_it_was_measured_faste
     assert _matmul(F16, 2, 3072, 768) == {"tile_m": 16, "tile_n": 32, "tile_k": 256, "weight_latency": 4}
     assert _matmul(F16, 2, 768, 768)["weight_latency"] == 2  # below deep_k
     assert _matmul(F16, 1, 768, 50257) == {"tile_m": 16, "tile_n": 128, "tile_k": 128, "occupancy": 2}  # LM head
+    # a 7B's batch-8 gate+up (18944 outputs): decode MMA tiles; wide ones spilled (H200: 104 -> 88 us a layer)
+    assert _matmul("bfloat16", 8, 3584, 2 * 18944, ("silu_mul",)) == {
+        "tile_m": 16, "tile_n": 32, "tile_k": 256, "weight_latency": 4}
     assert launch_grid("matmul", _matmul(F16, 1, 3072, 768), {"x": (1, 3072), "out": (1, 768)}) == (1, 24, 1)
     mma = dataclasses.replace(SHIPPED, one_row_hints={"float32": {}})  # 16-bit one-row rows take MMA tiles
     assert _matmul(F16, 1, 3072, 768, rules=mma)["tile_m"] == 16
@@ -125,6 +128,14 @@ def test_prefill_matmuls_take_the_candidate_filling_the_waves():
     assert _matmul(F16, 1024, 768, 768)["tile_m"] == 64  # the N=768 projections: 64x128
     assert "occupancy" not in _matmul("float32", 1024, 768, 2304)  # TF32 keeps one CTA per SM
     assert _matmul("float32", 1024, 768, 2304)["tile_k"] == 32  # fp32 tiles are twice the bytes
+
+
+def test_prefill_gate_up_takes_tiles_that_hold_two_accumulators_without_spilling():
+    gate_up = dict(epilogue=("silu_mul",), sm=90)
+    assert _matmul("bfloat16", 2048, 3584, 2 * 18944, **gate_up) == {  # the 7B's: 4.1x faster than 128x128
+        "tile_m": 128, "tile_n": 64, "tile_k": 64, "occupancy": 2}
+    assert _matmul("bfloat16", 2048, 3584, 2 * 18944)["tile_n"] == 128  # other linears keep 128x128
+    assert _matmul("bfloat16", 64, 3584, 2 * 18944, **gate_up)["tile_m"] == 64  # a 64-row chunk: no padded rows
 
 
 def test_row_statistics_group_width_comes_from_one_constant():
