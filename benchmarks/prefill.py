@@ -10,9 +10,11 @@ host: cgc's `generate(..., 1)`; for the peers one forward pass with `logits_to_k
 --reps runs after warm-up. Each row also compares cgc's last-position logits with eager PyTorch's
 (largest difference, and PyTorch's top-two gap, relative to its largest logit): random-weight
 logits over long prompts are nearly flat, so first tokens can differ where the gap is smaller.
-Writes benchmarks/results/prefill-<gpu>.json.
+With --quants, cgc also runs plans compiled with --quant from the same checkpoint (peers "cgc
+int8", "cgc int4", ...; their logits are not compared). Writes benchmarks/results/prefill-<gpu>[-<tag>].json.
 
     python benchmarks/prefill.py [--models qwen3,llama-1b,qwen2-7b] [--lengths 512,2048,8192] [--skip-compile]
+                                 [--quants none,int8,int4] [--tag TAG]
     python benchmarks/prefill.py --export-only 90   # fill the kernel cache where tileiras works
 """
 
@@ -39,23 +41,24 @@ def _say(message):
     print(f"prefill: {message}", file=sys.stderr, flush=True)
 
 
-def plan_options(key, lengths, sm, checkpoint=None, overrides=None):
-    """One-sequence plan holding the longest prompt plus its first token."""
+def plan_options(key, lengths, sm, checkpoint=None, overrides=None, quant=None):
+    """One-sequence plan holding the longest prompt plus its first token (weights quantized with `quant`)."""
     longest = max(lengths)
     return CompileOptions(preset=MODELS[key]["preset"], checkpoint=checkpoint, overrides=overrides or {},
                           dtype=MODELS[key]["dtype"], sms=(sm,), max_batch=1, max_seq=256 * -(-(longest + 1) // 256),
                           prefill_buckets=tuple(b for b in BUCKETS if b <= longest),
-                          cache_dir=os.environ.get("CGC_CACHE_DIR"))
+                          cache_dir=os.environ.get("CGC_CACHE_DIR"), quant=quant)
 
 
-def export_only(sm, keys, lengths, workdir):
+def export_only(sm, keys, lengths, workdir, quants=(None,)):
     """Fill the kernel cache from one-layer plans of each model's preset (same kernels as the run)."""
     for key in keys:
-        _say(f"compiling one layer of {MODELS[key]['name']} for sm_{sm}")
-        path = os.path.join(workdir, f"{key}.plan")
-        compile_plan(MODELS[key]["graph"], path, plan_options(key, lengths, sm, overrides={"num_hidden_layers": 1}),
-                     log=stderr_log)
-        remove_plan(path)
+        for quant in quants:
+            _say(f"compiling one layer of {MODELS[key]['name']} {quant or ''} for sm_{sm}")
+            path = os.path.join(workdir, f"{key}.plan")
+            compile_plan(MODELS[key]["graph"], path,
+                         plan_options(key, lengths, sm, overrides={"num_hidden_layers": 1}, quant=quant), log=stderr_log)
+            remove_plan(path)
 
 
 def _median_seconds(run, reps):
@@ -138,31 +141,39 @@ def run_model(key, args, sm, workdir, save):
     _say(f"building {model['name']} checkpoint")
     hf = build_checkpoint(key, checkpoint).to("cuda")
     hf.config._attn_implementation = "sdpa"
-    plan_path = os.path.join(workdir, f"{key}.plan")
-    _say(f"compiling {model['name']}")
-    compile_plan(model["graph"], plan_path, plan_options(key, args.lengths, sm, checkpoint), log=stderr_log)
+    plans = {}
+    for quant in args.quants:
+        plans[quant] = os.path.join(workdir, f"{key}-{quant or 'none'}.plan")
+        _say(f"compiling {model['name']} {quant or ''}")
+        compile_plan(model["graph"], plans[quant], plan_options(key, args.lengths, sm, checkpoint, quant=quant),
+                     log=stderr_log)
     rows = []
     for length in args.lengths:
         prompt = np.random.default_rng(length).integers(0, hf.config.vocab_size, size=length).tolist()
-        seconds, tokens = {}, {}
-        _say(f"{model['name']}, {length} tokens: cgc")
-        seconds["cgc"], tokens["cgc"], logits = measure_cgc(plan_path, prompt, args.reps)
-        check = logits_check(logits, hf, prompt)
+        seconds, tokens, check = {}, {}, None
+        for quant, plan_path in plans.items():
+            peer = "cgc" if quant is None else f"cgc {quant}"
+            _say(f"{model['name']}, {length} tokens: {peer}")
+            seconds[peer], tokens[peer], logits = measure_cgc(plan_path, prompt, args.reps)
+            if quant is None:
+                check = logits_check(logits, hf, prompt)
         for peer, mode in zip(PEERS[1:], ("eager", "compile", "graph")):
             if mode == "compile" and args.skip_compile:
                 continue
             _say(f"{model['name']}, {length} tokens: {peer}")
             seconds[peer], tokens[peer] = measure_torch(hf, prompt, args.reps, mode)
             torch.cuda.empty_cache()
+        cgc = next(peer for peer in seconds if peer.startswith("cgc"))
         rows.append({"model": model["name"], "dtype": model["dtype"], "prompt_tokens": length,
                      "buckets": list(plan_options(key, args.lengths, sm).prefill_buckets),
                      "ttft_ms": {peer: 1e3 * s for peer, s in seconds.items()},
-                     "cgc_speedup": {peer: s / seconds["cgc"] for peer, s in seconds.items()},
+                     "cgc_speedup": {peer: s / seconds[cgc] for peer, s in seconds.items()},
                      "prompt_tokens_per_s": {peer: length / s for peer, s in seconds.items()},
                      "first_token": {peer: int(t) for peer, t in tokens.items()},
                      "last_logits_vs_pytorch_eager": check})
         save(rows)  # each length as it is measured: a run cut short keeps what it had
-    remove_plan(plan_path)
+    for plan_path in plans.values():
+        remove_plan(plan_path)
     shutil.rmtree(checkpoint, ignore_errors=True)
     del hf
     torch.cuda.empty_cache()
@@ -174,29 +185,36 @@ def main():
     parser.add_argument("--lengths", default="512,2048,8192")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile peer")
+    parser.add_argument("--quants", default="none", help="cgc plans to run: none (16-bit) and/or int8, int4, fp8")
+    parser.add_argument("--tag", help="suffix of the results file name (prefill-<gpu>-<tag>.json)")
     args = parser.parse_args()
     args.models = args.models.split(",")
+    unknown = [q for q in args.quants.split(",") if q not in ("none", "int8", "int4", "fp8")]
+    if unknown:
+        parser.error(f"--quants takes none, int8, int4 or fp8, got {unknown[0]!r}")
+    args.quants = list(dict.fromkeys(None if q == "none" else q for q in args.quants.split(",")))
     args.lengths = [int(n) for n in args.lengths.split(",")]
     unknown = [m for m in args.models if m not in MODELS or m == "gpt2"]
     if unknown or min(args.lengths) < 1:
         parser.error(f"unknown or unsupported model {unknown[0]}" if unknown else "--lengths must be positive")
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         if args.export_only:
-            export_only(args.export_only, args.models, args.lengths, workdir)
+            export_only(args.export_only, args.models, args.lengths, workdir, args.quants)
             return
         import cupy
         import torch
         sm = int(cupy.cuda.Device().compute_capability)
         device = torch.cuda.get_device_name()
         rows = []
-        path = os.path.join(args.out, "prefill-" + device.lower().replace(" ", "-") + ".json")
+        path = os.path.join(args.out, "prefill-" + device.lower().replace(" ", "-") + (f"-{args.tag}" if args.tag else "") + ".json")
         for key in args.models:
             rows.extend(run_model(key, args, sm, workdir, lambda more: _save(path, device, sm, rows + more)))
     print(f"device: {device}; time to first token, ms (batch 1)")
-    print(f"{'model':<22}{'tokens':>7}" + "".join(f"{peer:>20}" for peer in PEERS))
+    peers = [f"cgc {quant}" for quant in args.quants if quant] + list(PEERS)
+    print(f"{'model':<22}{'tokens':>7}" + "".join(f"{peer:>20}" for peer in peers))
     for row in rows:
         print(f"{row['model']:<22}{row['prompt_tokens']:>7}"
-              + "".join(f"{row['ttft_ms'].get(peer, float('nan')):>20.2f}" for peer in PEERS))
+              + "".join(f"{row['ttft_ms'].get(peer, float('nan')):>20.2f}" for peer in peers))
     _save(path, device, sm, rows)
     _say(f"wrote {path}")
 

@@ -27,3 +27,12 @@ def test_logits_check_measures_the_difference_and_the_top_two_gap(tmp_path):
     assert 0 < check["pytorch_top2_gap"] < 1
     moved = logits_check(ours + np.float32(0.01) * np.abs(ours).max(), model, prompt)
     assert moved["relative_error"] == pytest.approx(0.01, abs=1e-4)
+
+
+
+def test_an_unknown_quant_mode_is_refused_before_any_work(monkeypatch, capsys):
+    from benchmarks import prefill as benchmark
+    monkeypatch.setattr("sys.argv", ["prefill.py", "--quants", "none,int3", "--export-only", "90"])
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main()
+    assert stop.value.code == 2 and "--quants takes none, int8, int4 or fp8, got 'int3'" in capsys.readouterr().err
