@@ -42,6 +42,10 @@ KERNEL_CASES = [
      {"max_batch": 2, "quant": "int8"}),
     ("qwen2-tiny-bf16-fp8", "qwen2", "tiny", {"num_hidden_layers": 1}, "bfloat16", 16,
      {"max_batch": 1, "quant": "fp8"}),
+    # the Qwen2-7B decoder's widths at batch 8: 448 norm-statistics groups a decode row (512-wide
+    # blocks), 18944-wide gate+up on 128x64 prefill and 16x32 decode tiles
+    ("qwen2-7b-widths-bf16-b8", "qwen2", "qwen2-7b-decoder", {"num_hidden_layers": 1}, "bfloat16", 16,
+     {"max_batch": 8}),
 ]
 
 

@@ -1,10 +1,10 @@
 """A 7B-shaped plan on the GPU against Hugging Face on the GPU: the Qwen2-7B decoder's full widths
-(hidden 3584, 28/4 heads, intermediate 18944, vocabulary 152064) at two layers, bf16, batch 1.
+(hidden 3584, 28/4 heads, intermediate 18944, vocabulary 152064) at two layers, bf16, batch 1 and 8.
 
 HF runs the same bf16 weights in float32 (the reference); the plan multiplies bf16 tiles with
 float32 accumulation, so prefill and decode logits must agree to bf16's precision, and greedy
 tokens wherever HF's top two logits are further apart than that. Its kernels are those of
-`python benchmarks/decode.py --export-only SM --models qwen2-7b --batches 1` (one-layer plans
+`python benchmarks/decode.py --export-only SM --models qwen2-7b --batches 1,8` (one-layer plans
 of the preset; the same max sequence and prefill bucket as here).
 """
 
@@ -42,14 +42,19 @@ def seven_b(tmp_path_factory):
                 param.normal_(0.0, 0.02)
     hf = cast_like_loaded(hf, torch.bfloat16)
     hf.save_pretrained(str(directory), safe_serialization=True)
-    plan_path = str(directory / "model.plan")
-    compile_model("qwen2-7b", 1, NEW_TOKENS, int(cupy.cuda.Device().compute_capability), str(directory), plan_path,
+    return hf.float(), _plan(directory, 1)
+
+
+def _plan(directory, batch):
+    """The two-layer plan of `batch` sequences compiled from the checkpoint in `directory`."""
+    plan_path = str(directory / f"model-{batch}.plan")
+    compile_model("qwen2-7b", batch, NEW_TOKENS, int(cupy.cuda.Device().compute_capability), str(directory), plan_path,
                   overrides={"num_hidden_layers": LAYERS})
-    return hf.float(), load_plan(plan_path)
+    return load_plan(plan_path), directory
 
 
 def test_7b_shaped_plan_matches_hf_logits_and_greedy_tokens(seven_b):
-    hf, plan = seven_b
+    hf, (plan, _) = seven_b
     assert plan["limits"]["max_seq"] == max_seq(NEW_TOKENS)
     executor = CupyExecutor(plan)
     rng = np.random.default_rng(2)
@@ -67,3 +72,26 @@ def test_7b_shaped_plan_matches_hf_logits_and_greedy_tokens(seven_b):
     ours = generate_greedy(executor, [sequence[:PROMPT]], max_new_tokens=8)[0]
     agree = next((step for step, margin in enumerate(margins) if margin <= BF16_BOUND), len(margins))
     assert ours[:agree] == expected[:agree]
+
+
+def test_7b_shaped_batch_8_plan_matches_hf_logits_on_every_row(seven_b):
+    """Batch 8 takes decode MMA tiles (the gate+up's too, 18944 outputs): eight prompts prefilled
+    in one launch, then four decode steps, each row against HF's logits for its own sequence."""
+    hf, (_, directory) = seven_b
+    plan, _ = _plan(directory, 8)
+    executor = CupyExecutor(plan)
+    rng = np.random.default_rng(3)
+    sequences = rng.integers(0, hf.config.vocab_size, size=(8, PROMPT + 4))
+    references = [hf_logits(hf, sequence.tolist()) for sequence in sequences]
+    executor.reset()
+    logits = executor.run(f"prefill_{PROMPT}", sequences[:, :PROMPT].astype(np.int32), [0] * 8, [PROMPT] * 8)["logits"]
+    for b in range(8):
+        positions, rows = prefill_rows(logits, 8, b, PROMPT, PROMPT)
+        error = relative_error(rows, references[b][positions])
+        assert error < BF16_BOUND, ("prefill", b, error)
+    for step in range(4):
+        position = PROMPT + step
+        logits = executor.run("decode", sequences[:, position:position + 1].astype(np.int32), [position] * 8, [1] * 8)["logits"]
+        for b in range(8):
+            error = relative_error(logits[b], references[b][position])
+            assert error < BF16_BOUND, ("decode", step, b, error)
