@@ -3,8 +3,9 @@
 Tiles by launch shape: prefill-shaped launches (more than rules.decode_rows rows) take the MMA
 candidate that fills the SMs' waves best (gate+up its own candidates); decode-shaped ones MMA
 tiles with a weight-load latency hint, LM heads (wide launches other than gate+up) wider tiles,
-and one token row the one-row path (no MMA; TILE_M == 1) where it was measured faster: [K, N] weights without gate+up in the dtypes of rules.one_row_hints, and
-[N, K] weights (store_out_in) in whole weight rows per CTA.
+and one token row the one-row path (no MMA; TILE_M == 1) where it was measured faster: [K, N]
+weights without gate+up in the dtypes of rules.one_row_hints, and [N, K] weights (store_out_in)
+in whole weight rows per CTA.
 """
 
 from compiler.tiles import cdiv, covers_sms, pow2, shape_class, sm_count

@@ -173,6 +173,9 @@ def test_attention_tiles_by_phase():
     assert choose_tiles(90, "attention", prefill, {}) == {"block_d": 64, "tile_q": 128, "tile_kv": 64}
     assert choose_tiles(90, "attention", {**prefill, "dtype": "float32"}, {})["tile_q"] == 64
     assert choose_tiles(90, "attention", {**prefill, "seq": 5}, {})["tile_q"] == 16
+    wider = dataclasses.replace(SHIPPED, prefill_attention={64: (64, 128), 128: (64, 64)})
+    assert choose_tiles(90, "attention", prefill, {}, wider) == {"block_d": 64, "tile_q": 64, "tile_kv": 128}
+    assert choose_tiles(90, "attention", {**prefill, "head_dim": 256}, {})["tile_q"] == 64  # past the widest entry
     decode = {"phase": "decode", "dtype": F16, "head_dim": 128}
     assert choose_tiles(90, "attention", decode, {"k_cache": (1, 8, 256, 128)}) == {
         "block_d": 128, "tile_kv": 64, "occupancy": 2}
