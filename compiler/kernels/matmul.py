@@ -45,15 +45,15 @@ def tiles(rules, sm, constants, shapes):
     rows, depth = shapes["x"]
     columns = shapes["out"][1]
     dtype = constants.get("dtype")
+    gate_up = "silu_mul" in constants.get("epilogue", ())  # two accumulators: own prefill tiles, never wide
     if shape_class(rules, rows) == "prefill":
-        candidates = (rules.prefill_gate_up_candidates if "silu_mul" in constants.get("epilogue", ())
-                      else rules.prefill_candidates)
+        candidates = rules.prefill_gate_up_candidates if gate_up else rules.prefill_candidates
         tiles = {"tile_k": rules.prefill_tile_k, **_fill_waves(rules, sm, rows, columns, dtype, candidates)}
     else:
         tiles = dict(rules.mma_decode)
         if rows == 1 and constants.get("weight_layout") == "out_in":  # before wide: a 7B's gate+up
             tiles.update(_out_in_one_row(rules, sm, columns, depth, dtype, constants))
-        elif columns > rules.wide_decode_columns and "silu_mul" not in constants.get("epilogue", ()):
+        elif columns > rules.wide_decode_columns and not gate_up:
             tiles.update(rules.wide_decode)  # LM heads; a 7B's batch-8 gate+up spilled on them
         elif rows == 1 and not _stats_groups_over_one(constants, rules.one_row["tile_n"]) and (
                 one_row := _one_row(rules, constants, depth)):
