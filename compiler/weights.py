@@ -6,8 +6,10 @@ runtime uploads bytes as they are. Rope tables follow Hugging Face's default and
 
 import glob
 import hashlib
+import json
 import math
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,6 +18,39 @@ from compiler.errors import CheckpointError
 from compiler.ir import recipe_sources
 from runtime.dtypes import from_float32, to_float32
 from runtime.safetensors_file import SafetensorsFile, SafetensorsFormatError
+
+
+# cgc's own external weights files (compiler/plan_writer.py), which a plan may have beside a checkpoint
+PLAN_WEIGHTS = re.compile(r".*\.[0-9a-f]{16}\.weights\.safetensors$")
+
+
+def checkpoint_shards(directory):
+    """The .safetensors files of a checkpoint, chosen as transformers chooses them: the shards its
+    model.safetensors.index.json names, else model.safetensors, else every .safetensors file but
+    the external weights of cgc plans compiled into the same directory."""
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.exists(index):
+        try:
+            with open(index, encoding="utf-8") as stream:
+                weight_map = json.load(stream)["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{index}: not a safetensors index with a 'weight_map' ({exc})") from None
+        if not all(isinstance(name, str) and os.path.basename(name) == name for name in names):
+            raise CheckpointError(f"{index}: 'weight_map' must name shard files in the same directory")
+        paths = [os.path.join(directory, name) for name in names]
+        missing = [name for name, path in zip(names, paths) if not os.path.isfile(path)]
+        if missing:
+            raise CheckpointError(f"{index}: shard {missing[0]} is not in the directory")
+        return paths
+    single = os.path.join(directory, "model.safetensors")
+    if os.path.isfile(single):
+        return [single]
+    paths = sorted(path for path in glob.glob(os.path.join(glob.escape(directory), "*.safetensors"))
+                   if not PLAN_WEIGHTS.match(os.path.basename(path)))
+    if not paths:
+        raise CheckpointError(f"{directory}: no .safetensors files in checkpoint directory")
+    return paths
 
 
 class CheckpointWeights:
@@ -30,9 +65,7 @@ class CheckpointWeights:
         self.quantization = None  # a pre-quantized checkpoint's QuantizationConfig (compiler/prequantized.py)
         if not os.path.isdir(directory):
             raise CheckpointError(f"{directory}: --weights expects a checkpoint directory (config.json + *.safetensors)")
-        paths = sorted(glob.glob(os.path.join(glob.escape(directory), "*.safetensors")))
-        if not paths:
-            raise CheckpointError(f"{directory}: no .safetensors files in checkpoint directory")
+        paths = checkpoint_shards(directory)
         self.files = {}
         for path in paths:
             try:

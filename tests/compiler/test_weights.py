@@ -25,6 +25,38 @@ def test_tensor_in_two_shards(tmp_path):
         _checkpoint(tmp_path, {"w": a}, {"w": a})
 
 
+def test_shards_are_chosen_as_transformers_chooses_them(tmp_path):
+    """The index names the shards; without one, model.safetensors alone; a plan's weights file
+    compiled into the checkpoint directory is never read as a shard."""
+    a, b = np.ones((2, 2), np.float32), np.zeros((3,), np.float32) + 2
+    _shard(tmp_path / "model.safetensors", {"w": a})
+    _shard(tmp_path / "plan.0123456789abcdef.weights.safetensors", {"w": a})
+    _shard(tmp_path / "stray.safetensors", {"w": a})
+    assert sorted(CheckpointWeights(str(tmp_path)).files) == ["w"]
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="stray.safetensors: tensor 'w' is also in .*model-0.safetensors"):
+        _checkpoint(tmp_path, {"w": a})  # model-0 and stray: the plan's file is still left out
+    for name in ("model-0.safetensors", "stray.safetensors"):
+        (tmp_path / name).unlink()
+    _shard(tmp_path / "model-00001-of-00002.safetensors", {"w": a})
+    _shard(tmp_path / "model-00002-of-00002.safetensors", {"b": b})
+    _shard(tmp_path / "model.safetensors", {"w": a})  # not in the index: not read
+    (tmp_path / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"w": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}')
+    source = CheckpointWeights(str(tmp_path))
+    assert sorted(source.files) == ["b", "w"]
+    np.testing.assert_array_equal(source.get("b", (3,)), b)
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="index.json: shard model-00002-of-00002.safetensors is not in"):
+        CheckpointWeights(str(tmp_path))
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": {"w": "../elsewhere.safetensors"}}')
+    with pytest.raises(CheckpointError, match="must name shard files in the same directory"):
+        CheckpointWeights(str(tmp_path))
+    (tmp_path / "model.safetensors.index.json").write_text("[1")
+    with pytest.raises(CheckpointError, match="not a safetensors index"):
+        CheckpointWeights(str(tmp_path))
+
+
 def test_nan_or_inf_weights(tmp_path):
     values = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     values[1, 2] = np.inf

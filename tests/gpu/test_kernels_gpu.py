@@ -80,8 +80,10 @@ def _decode_starts(batch, max_seq, late):
     near the end, where every split of the first sequence has cache tiles and the first split
     loops over a second, or early, where the later splits have none."""
     if max_seq <= 64:
-        return ([5, 9] if late else [1, 3])[:batch]
-    return ([max_seq - 40, max_seq - 150] if late else [20, 70])[:batch]
+        first = [5, 9] if late else [1, 3]
+        return (first + [12 + 5 * b for b in range(batch)])[:batch]
+    first = [max_seq - 40, max_seq - 150] if late else [20, 70]
+    return (first + [max_seq // 2 + 11 * b for b in range(batch)])[:batch]
 
 
 @pytest.mark.parametrize("program", ["prefill", "decode", "decode-early"])
