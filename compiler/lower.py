@@ -2,7 +2,8 @@
 
 Regions: `arena` (activations, laid out by plan_buffers), `io` (each program's inputs and
 outputs), `kv` (the KV cache, [B, KVH, P, D] per layer for k and v), `weights` (stored weights),
-`scratch` (device scratch: the partial results of split decode attention, see _kv_splits).
+`scratch` (device scratch: split decode attention's partial results, see _kv_splits; the prefill
+LM head's input rows, see _last_rows; a prefill linear's dequantized weight, see _dequant).
 Each op's `_<kind>` method yields (template, constants, operands by role); the template's kernel
 module (compiler/kernels/) puts the operands in its order.
 Generation state (io region, shared by every program) lets a whole generation run without the
@@ -423,14 +424,17 @@ class _ProgramLowering:
             constants.update(prologue=prologue["norm"], eps=prologue["eps"], stats_group=self.stats_group)
             named["norm_stats"] = self.stats_operand(op.inputs["stats"], prologue["norm"], named["x"]["shape"][1])
         quant = op.attrs.get("quant")
-        if quant:  # codes, scales (and int4 minima) of the weight (quantize_linears; runtime/quant.py)
-            constants["weight_quant"] = quant["mode"]
-            if quant["group_size"]:
-                constants["quant_group"] = quant["group_size"]
-        for role in ("weight", "weight_scale", "weight_min"):
-            if role not in op.weights:
-                continue
-            weight = self.lowering.weight_operand(op.weights[role])
+        if quant and self._dequantizes(op, quant):  # multiply by a float copy the launch before writes
+            weights = {"weight": (yield from self._dequant(op, quant, out_in))}
+            constants["prefetch"] = 0  # that copy is not ready before the wait
+        else:
+            if quant:  # codes, scales (and int4 minima) of the weight (quantize_linears; runtime/quant.py)
+                constants["weight_quant"] = quant["mode"]
+                if quant["group_size"]:
+                    constants["quant_group"] = quant["group_size"]
+            weights = {role: self.lowering.weight_operand(op.weights[role])
+                       for role in ("weight", "weight_scale", "weight_min") if role in op.weights}
+        for role, weight in weights.items():
             if "silu_mul" in epilogue:  # [gate; up] rows (out_in) or [K, gate | up] columns: a view of each half
                 named[role], named[role.replace("weight", "weight_up")] = _halves(weight, 0 if out_in else -1)
             else:
@@ -448,6 +452,31 @@ class _ProgramLowering:
             constants["row_argmax"] = True
             named.update(argmax_values=self.io["argmax_values"], argmax_ids=self.io["argmax_ids"])
         yield "matmul", constants, named
+
+    def _dequantizes(self, op, quant):
+        """Whether `op`'s int4 weight is dequantized into scratch for this program: prefill-shaped
+        launches, where MMA row tiles would each dequantize every weight tile again (Llama-3.2-1B at
+        512 tokens: 2.25x -> 1.52x the bf16 plan's time; docs/tuning.md). Not the LM head, which
+        multiplies one row a sequence, and not int8 / fp8, whose copies ran slower than their tiles."""
+        return (quant["mode"] == "int4" and shape_class(self.lowering.rules, self.rows) == "prefill"
+                and op.outputs[0] not in self.graph.outputs.values())
+
+    def _dequant(self, op, quant, out_in):
+        """Yield the launch writing `op`'s int4 weight as floats (stored layout, two codes a byte along K)
+        to scratch; return that operand."""
+        codes = self.lowering.weight_operand(op.weights["weight"])
+        features, depth = (codes["shape"][0], 2 * codes["shape"][1]) if out_in else (codes["shape"][1], 2 * codes["shape"][0])
+        shape = [features, depth] if out_in else [depth, features]
+        stride = padded_row(shape[1], self.graph.dtype)
+        copy = _operand("scratch", 0, shape, self.graph.dtype, strides=[stride, 1])
+        self.lowering.scratch_bytes = max(self.lowering.scratch_bytes, _align(shape[0] * stride * itemsize(self.graph.dtype)))
+        constants = {"dtype": self.graph.dtype, "quant_group": quant["group_size"]}
+        if out_in:
+            constants["weight_layout"] = "out_in"
+        named = {"codes": codes, "scale": self.lowering.weight_operand(op.weights["weight_scale"]),
+                 "minimum": self.lowering.weight_operand(op.weights["weight_min"]), "out": copy}
+        yield "dequant", constants, named
+        return copy
 
     def _split(self, op):
         return ()

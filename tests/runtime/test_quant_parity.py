@@ -49,6 +49,31 @@ def test_plan_records_its_quantized_weights(compiled):
             assert entry["dtype"] == codes[entry["quant"]["mode"]]
 
 
+def test_int4_prefill_multiplies_by_dequantized_copies(compiled):
+    """Prefill-shaped launches (32 rows here) of int4 plans read each linear's float copy, written
+    to scratch by the dequant launch just before; decode, the LM head, int8 and fp8 read the codes."""
+    _, _, body = compiled
+    kernels = body["kernels"]
+    linears = [name for name in body["quantization"]["linears"] if name != "lm_head"]
+    for program, spec in body["programs"].items():
+        launches = spec["launches"]
+        templates = [kernels[launch["kernel"]]["template"] for launch in launches]
+        dequants = [index for index, template in enumerate(templates) if template == "dequant"]
+        if program == "decode" or body["quantization"]["mode"] != "int4":
+            assert not dequants
+            continue
+        assert sorted(launches[index]["op"] for index in dequants) == sorted(linears)
+        for index in dequants:
+            matmul = launches[index + 1]
+            constants = kernels[matmul["kernel"]]["constants"]
+            assert kernels[matmul["kernel"]]["template"] == "matmul" and matmul["op"] == launches[index]["op"]
+            assert "weight_quant" not in constants and constants["prefetch"] == 0
+            assert launches[index]["args"][-1]["region"] == "scratch"
+            assert matmul["args"][1]["region"] == "scratch" or matmul["args"][2]["region"] == "scratch"
+        lm_head = [launch for launch in launches if kernels[launch["kernel"]]["template"] == "matmul"][-1]
+        assert "weight_quant" in kernels[lm_head["kernel"]]["constants"]
+
+
 def test_logits_equal_fake_quantized_hf(compiled):
     model, executor, _ = compiled
     check_prefill_and_decode(model, executor, bound=1e-4)
