@@ -31,6 +31,7 @@ class TileRules:
     out_in_k: dict
     out_in_deep_fill: float
     in_out_one_row_fill: float
+    int4_group_acc_steps: int
     out_in_max_batch: int
     decode_attention: dict
     kv_splits: int
@@ -65,6 +66,10 @@ SHIPPED = TileRules(
     out_in_deep_fill=0.875,
     # batch-1 plans store [out, in] linears whose one-row [in, out] tiles cover less of the SMs
     in_out_one_row_fill=0.875,
+    # one-row int4 K steps of 2..this many groups, K from deep_k, load each group apart into one
+    # group-wide accumulator (H200 Llama-3.2-1B gate+up 19.2 -> 14.2 us; 8 groups a step ran 2x
+    # slower; Qwen3-0.6B's 1024-deep q/k/v 3.2 -> 4.4 us)
+    int4_group_acc_steps=2,
     # plans of more sequences keep [in, out]: their decode MMA tiles read it faster
     out_in_max_batch=1,
     # decode attention hints: two CTAs per SM (128 registers instead of 255)

@@ -64,6 +64,9 @@ def tiles(rules, sm, constants, shapes):
         tiles["tile_k"] = min(tiles["tile_k"], 256 if tiles["tile_m"] == 1 else 32)
     if constants.get("quant_group"):  # a K step covers whole int4 groups
         tiles["tile_k"] = max(tiles["tile_k"], constants["quant_group"])
+        if tiles["tile_m"] == 1 and depth >= rules.deep_k and (
+                1 < tiles["tile_k"] // constants["quant_group"] <= rules.int4_group_acc_steps):
+            tiles["int4_acc"] = "group"
     if "prefetch" in tiles:  # weight tiles loaded before the wait: no more than the K steps
         tiles["prefetch"] = min(tiles["prefetch"], cdiv(depth, tiles["tile_k"]))
     if constants.get("prologue"):  # the row statistics tile a folded norm reads (see fold_norms)

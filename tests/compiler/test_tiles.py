@@ -111,6 +111,24 @@ def test_one_row_out_in_matmuls_step_deeper_from_deep_k_where_their_ctas_fill_th
         "tile_m": 1, "tile_n": 32, "tile_k": 256, "weight_latency": 1, "occupancy": 2}
 
 
+def test_one_row_int4_steps_of_two_groups_from_deep_k_take_group_accumulators():
+    def tiles(inner, columns, group=128, epilogue=("silu_mul",), rows=1):
+        return _matmul("bfloat16", rows, inner, columns, epilogue, weight_layout="out_in", weight_quant="int4",
+                       quant_group=group)
+
+    llama_gate_up = tiles(2048, 2 * 8192)  # 32 rows a CTA, 256 deep: two groups a step
+    assert (llama_gate_up["tile_k"], llama_gate_up["int4_acc"]) == (256, "group")
+    assert tiles(2048, 3072, epilogue=())["int4_acc"] == "group"  # llama-3.2-1b q/k/v
+    assert "int4_acc" not in tiles(1024, 4096, epilogue=())        # qwen3-0.6b q/k/v: below deep_k (slower)
+    assert "int4_acc" not in tiles(2048, 2048, epilogue=("residual",))  # o: 1024 deep, eight groups a step
+    assert "int4_acc" not in tiles(2048, 2 * 8192, group=32)       # eight groups a step
+    assert "int4_acc" not in tiles(2048, 2 * 8192, rows=2)         # MMA tiles
+    source = render("matmul", {"dtype": "bfloat16", "epilogue": ["silu_mul"], "out_dtype": "bfloat16",
+                               "weight_layout": "out_in", "weight_quant": "int4", "quant_group": 128, **llama_gate_up})
+    assert source.count("shape=(TILE_N, QUANT_GROUP // 2)") == 2 * 2 * 3  # gate, up x 2 groups x (2 prefetched + loop)
+    assert "gate = ct.full((TILE_N, QUANT_GROUP)" in source
+
+
 def test_one_row_matmuls_storing_row_statistics_store_one_group_a_cta():
     """One-row CTAs storing two or four 8-column statistics groups hung on the H200 (one ran)."""
     stats = {"row_stats": "rmsnorm", "stats_group": 8}

@@ -42,6 +42,13 @@ KERNEL_CASES = [
      {"max_batch": 2, "quant": "int8"}),
     ("qwen2-tiny-bf16-fp8", "qwen2", "tiny", {"num_hidden_layers": 1}, "bfloat16", 16,
      {"max_batch": 1, "quant": "fp8"}),
+    # prefill-shaped int4 launches multiply by a dequantized copy ([N, K] here, [K, N] in the
+    # batch-2 parity plans of test_quant_gpu); at Llama-3.2-1B widths, groups of 128, the one-row
+    # q/k/v and gate+up sum two groups a K step into group accumulators
+    ("llama-tiny-bf16-int4-prefill", "llama", "tiny", {"num_hidden_layers": 1}, "bfloat16", 37,
+     {"max_batch": 1, "quant": "int4", "group_size": 32}),
+    ("llama-1b-widths-bf16-int4", "llama", "llama-3.2-1b", {"num_hidden_layers": 1}, "bfloat16", 37,
+     {"max_batch": 1, "quant": "int4", "group_size": 128}),
     # the Qwen2-7B decoder's widths at batch 8: 448 norm-statistics groups a decode row (512-wide
     # blocks), 18944-wide gate+up on 128x64 prefill and 16x32 decode tiles
     ("qwen2-7b-widths-bf16-b8", "qwen2", "qwen2-7b-decoder", {"num_hidden_layers": 1}, "bfloat16", 16,
