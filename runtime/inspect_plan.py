@@ -61,7 +61,7 @@ def describe(plan):
         f"  kv cache   {_mb(regions['kv'])}",
         f"  io         {_mb(regions['io'])} (program inputs/outputs, sampler state)",
         f"  scratch    {_mb(regions['scratch'])} (split decode attention's partial results, "
-        "the prefill LM head's rows)",
+        "the prefill LM head's rows, int4 prefill's dequantized weight)",
         f"  weights    {_mb(regions['weights'])} in {len(weights['table'])} tensors, {weights['storage']}"
         + (f" ({weights['file']})" if weights["storage"] == "external" else ""),
     ]

@@ -19,8 +19,9 @@ Body (all plain maps, lists, strings, numbers and bytes):
                  bandwidth None for a bare SM count)
     limits       {max_batch, max_seq, prefill_buckets: [S, ...]}
     regions      {arena, io, kv, scratch, weights}: bytes of each device allocation (scratch:
-                 split decode attention's partial results, written before they are read; 0 in
-                 plans without split attention)
+                 split decode attention's partial results, the prefill LM head's input rows,
+                 int4 prefill's dequantized weight: each written before it is read; 0 in plans
+                 that need none)
     buffers      {arena_row_bytes, naive_row_bytes}: activation bytes per token row, packed
                  vs. without reuse (a program with T rows uses T * arena_row_bytes)
     generation   None (a graph without logits), or the on-device sampler's state operands in
